@@ -1,0 +1,37 @@
+# herl — every target does its own set-up (scripts/setup.sh is idempotent and cheap when done).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export NLTK_DATA ?= $(HOME)/.cache/herl/nltk_data
+
+.PHONY: setup demo test lint generate check-generated images bench clean
+
+setup:
+	@bash scripts/setup.sh
+
+# The README's main job: a short local HeRL run on SmolLM2-135M (CPU, a few minutes).
+demo: setup
+	$(PY) -m herl.cli train manifests/samples/local-smollm2.yaml --out runs/demo
+
+# The README's test command: lint, generated files in sync, the whole suite.
+test: setup
+	$(PY) -m ruff check .
+	$(PY) -m herl.cli generate --check
+	$(PY) -m pytest -q
+
+lint: setup
+	$(PY) -m ruff check . && $(PY) -m ruff format --check . || true
+
+# Regenerate every derived file (CRDs, docs/api.md, manifests/install.yaml, dashboards).
+generate: setup
+	$(PY) -m herl.cli generate
+
+# Images cannot be built on our CI machines (no Docker engine); this target is for people with Docker.
+IMAGE_REPO ?= ghcr.io/herl-dev
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+images:
+	docker build -f images/operator/Dockerfile -t $(IMAGE_REPO)/herl-operator:$(VERSION) .
+	docker build -f images/trainer/Dockerfile -t $(IMAGE_REPO)/herl-trainer:$(VERSION) .
+
+clean:
+	rm -rf runs .pytest_cache .ruff_cache
