@@ -1,0 +1,79 @@
+"""Backend-neutral HeRL algorithm core: plain Python + torch, no veRL, no Kubernetes.
+
+Both the veRL plugin and the local engine call these functions; see docs/algorithm.md.
+
+Text level (one call per training step): :func:`run_hindsight_stage`.
+Tensor level: :func:`spread_bonus`, :func:`build_he_mask`, :func:`he_response_tokens`,
+:func:`grpo_advantages`, :func:`herl_policy_loss`.
+"""
+
+from herl.core.advantage import grpo_advantages
+from herl.core.config import (
+    HindsightConfig,
+    LossConfig,
+    RevisionSampling,
+    released_hindsight_config,
+    released_loss_config,
+)
+from herl.core.diagnose import collect_revision_jobs, count_met, group_best, ranked_best, select_candidates
+from herl.core.incorporate import bonus_deltas, choose_revision, incorporate_group
+from herl.core.loss import aggregate, he_weight, herl_policy_loss
+from herl.core.prompts import (
+    build_constraint_prompt,
+    build_hindsight_prompt,
+    build_rubric_prompt,
+    choose_template,
+    is_rubric_reward,
+)
+from herl.core.stage import METRIC_KEYS, GenerateFn, ScoreFn, run_hindsight_stage, slot_rng
+from herl.core.tensors import build_he_mask, he_response_tokens, outcome_bonus_rows, spread_bonus
+from herl.core.types import (
+    GroupOutcome,
+    NewRow,
+    Revision,
+    RevisionJob,
+    Rollout,
+    RolloutGroup,
+    StageResult,
+)
+
+__all__ = [
+    "METRIC_KEYS",
+    "GenerateFn",
+    "GroupOutcome",
+    "HindsightConfig",
+    "LossConfig",
+    "NewRow",
+    "Revision",
+    "RevisionJob",
+    "RevisionSampling",
+    "Rollout",
+    "RolloutGroup",
+    "ScoreFn",
+    "StageResult",
+    "aggregate",
+    "bonus_deltas",
+    "build_constraint_prompt",
+    "build_he_mask",
+    "build_hindsight_prompt",
+    "build_rubric_prompt",
+    "choose_revision",
+    "choose_template",
+    "collect_revision_jobs",
+    "count_met",
+    "group_best",
+    "grpo_advantages",
+    "he_response_tokens",
+    "he_weight",
+    "herl_policy_loss",
+    "incorporate_group",
+    "is_rubric_reward",
+    "outcome_bonus_rows",
+    "ranked_best",
+    "released_hindsight_config",
+    "released_loss_config",
+    "run_hindsight_stage",
+    "select_candidates",
+    "slot_rng",
+    "spread_bonus",
+]
