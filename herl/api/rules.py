@@ -1,0 +1,265 @@
+"""Cross-field rules of a HeRLJob spec, declared once and enforced twice.
+
+Each :class:`Rule` carries a CEL expression (emitted into the CRD as ``x-kubernetes-validations`` on
+``spec``, so the API server rejects bad objects at admission) and a Python predicate (used by the
+pydantic model, i.e. by ``herl validate``, the operator and the trainer). Tests evaluate every CEL
+expression with a CEL library on the same valid and invalid specs and require the two to agree.
+
+CEL sees the object as stored: fields the user left out are absent, and a preset has not been applied
+(the CRD has no ``default:`` values, see herl/api/model.py). So a CEL template names fields as
+``{data.maxPromptLength}``, and :func:`cel_value` expands that into "the user's value if set, else the
+preset's, else the model default" — the same effective value the Python side reads after validation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+from herl.api.presets import PRESETS, preset_value
+
+if TYPE_CHECKING:
+    from herl.api.model import HeRLJobSpec
+
+# veRL keys the operator and trainer set from the spec; an override would break resume or placement.
+RESERVED_OVERRIDE_KEYS: tuple[str, ...] = (
+    "trainer.default_local_dir",
+    "trainer.resume_mode",
+    "trainer.nnodes",
+    "trainer.n_gpus_per_node",
+)
+_RESERVED_RE = (
+    r"^(\+{1,2}|~)?(" + "|".join(k.replace(".", r"\.") for k in RESERVED_OVERRIDE_KEYS) + r")(=.*)?$"
+)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One violated rule: ``path`` is the field (``spec.data.train``), ``message`` what is allowed."""
+
+    path: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    path: str  # spec-relative, dotted camelCase
+    message: str
+    cel: str  # template; {a.b} expands to the effective value of spec.a.b
+    holds: Callable[[HeRLJobSpec], bool]
+    reason: str = "FieldValueInvalid"
+
+
+def _field_default(path: str) -> Any:
+    from herl.api.model import HeRLJobSpec
+
+    model: type[BaseModel] = HeRLJobSpec
+    parts = path.split(".")
+    for i, part in enumerate(parts):
+        field = next((f for f in model.model_fields.values() if f.validation_alias == part), None)
+        if field is None:
+            field = next((f for n, f in model.model_fields.items() if n == part), None)
+        if field is None:
+            raise KeyError(f"no field {path}")
+        if i == len(parts) - 1:
+            return field.get_default(call_default_factory=True)
+        ann = field.annotation
+        nested = [
+            a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type) and issubclass(a, BaseModel)
+        ]
+        if not nested:
+            raise KeyError(f"{part} in {path} is not an object")
+        model = nested[0]
+    raise KeyError(path)
+
+
+def _cel_literal(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, str):
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    raise TypeError(f"no CEL literal for {value!r}")
+
+
+def cel_has_chain(path: str) -> str:
+    parts = path.split(".")
+    return " && ".join("has(self." + ".".join(parts[: i + 1]) + ")" for i in range(len(parts)))
+
+
+def cel_value(path: str) -> str:
+    """CEL for the effective value at ``path``: user's, else the preset's, else the model default."""
+    fallback = _cel_literal(_field_default(path))
+    for preset in PRESETS:
+        try:
+            value = preset_value(preset, path)
+        except KeyError:
+            continue
+        if _cel_literal(value) != fallback:
+            fallback = (
+                f"((has(self.preset) && self.preset == '{preset}') ? {_cel_literal(value)} : {fallback})"
+            )
+    return f"(({cel_has_chain(path)}) ? self.{path} : {fallback})"
+
+
+def expand(template: str) -> str:
+    """Expand ``{a.b}`` placeholders; ``{{`` and ``}}`` stand for literal braces (regex counts)."""
+    out, i = [], 0
+    while i < len(template):
+        if template.startswith("{{", i) or template.startswith("}}", i):
+            out.append(template[i])
+            i += 2
+        elif template[i] == "{":
+            j = template.index("}", i)
+            out.append(cel_value(template[i + 1 : j]))
+            i = j + 1
+        else:
+            out.append(template[i])
+            i += 1
+    return "".join(out)
+
+
+def _prompt_fits(s: HeRLJobSpec) -> bool:
+    d = s.data_
+    if not s.hindsight_.enabled or d.allow_hindsight_truncation:
+        return True
+    return d.max_prompt_length >= d.max_instruction_length + d.max_response_length + d.hindsight_prompt_margin
+
+
+def _budget_covers_attempt(s: HeRLJobSpec) -> bool:
+    rp = s.run_policy_
+    if rp.total_budget_seconds is None or rp.attempt_deadline_seconds is None:
+        return True
+    return rp.total_budget_seconds >= rp.attempt_deadline_seconds
+
+
+def _no_reserved_override(s: HeRLJobSpec) -> bool:
+    import re
+
+    return not any(re.match(_RESERVED_RE, o) for o in s.verl_overrides or ())
+
+
+RULES: tuple[Rule, ...] = (
+    Rule(
+        "train-data-required",
+        "data.train",
+        "spec.data.train is required unless spec.data.format is synthetic-if",
+        "{data.format} == 'synthetic-if' || (has(self.data) && has(self.data.train))",
+        lambda s: s.data_.format == "synthetic-if" or s.data_.train is not None,
+        "FieldValueRequired",
+    ),
+    Rule(
+        "synthetic-only-for-synthetic-format",
+        "data.synthetic",
+        "spec.data.synthetic is only allowed when spec.data.format is synthetic-if",
+        "!(has(self.data) && has(self.data.synthetic)) || {data.format} == 'synthetic-if'",
+        lambda s: s.data_.synthetic is None or s.data_.format == "synthetic-if",
+        "FieldValueForbidden",
+    ),
+    Rule(
+        "mini-batch-divides-batch",
+        "algorithm.miniBatchSize",
+        "spec.algorithm.miniBatchSize must divide spec.algorithm.trainBatchSize (and so be at most it)",
+        "{algorithm.trainBatchSize} % {algorithm.miniBatchSize} == 0",
+        lambda s: s.algorithm_.train_batch_size % s.algorithm_.mini_batch_size == 0,
+    ),
+    Rule(
+        "judge-required-for-rubric",
+        "reward.judge",
+        "spec.reward.judge (with an endpoint) is required when spec.reward.type is rubric-judge",
+        "{reward.type} != 'rubric-judge' || (has(self.reward) && has(self.reward.judge))",
+        lambda s: s.reward_.type != "rubric-judge" or s.reward_.judge is not None,
+        "FieldValueRequired",
+    ),
+    Rule(
+        "hindsight-prompt-fits",
+        "data.maxPromptLength",
+        "spec.data.maxPromptLength must be >= maxInstructionLength + maxResponseLength + hindsightPromptMargin "
+        "when hindsight is enabled (the hindsight prompt holds the instruction and the draft); raise it, or set "
+        "spec.data.allowHindsightTruncation to accept left-truncated hindsight prompts",
+        "!{algorithm.hindsight.enabled} || {data.allowHindsightTruncation} || {data.maxPromptLength} >= "
+        "{data.maxInstructionLength} + {data.maxResponseLength} + {data.hindsightPromptMargin}",
+        _prompt_fits,
+    ),
+    Rule(
+        "revision-fits-response",
+        "algorithm.hindsight.revision.maxTokens",
+        "spec.algorithm.hindsight.revision.maxTokens must be <= spec.data.maxResponseLength (the kept revision "
+        "is trained as a response)",
+        "!(" + cel_has_chain("algorithm.hindsight.revision.maxTokens") + ") || "
+        "self.algorithm.hindsight.revision.maxTokens <= {data.maxResponseLength}",
+        lambda s: s.revision_.max_tokens is None or s.revision_.max_tokens <= s.data_.max_response_length,
+    ),
+    Rule(
+        "tensor-parallel-divides-gpus",
+        "resources.tensorParallel",
+        "spec.resources.tensorParallel must divide spec.resources.gpusPerWorker",
+        "{resources.gpusPerWorker} % {resources.tensorParallel} == 0",
+        lambda s: s.resources_.gpus_per_worker % s.resources_.tensor_parallel == 0,
+    ),
+    Rule(
+        "checkpoint-storage-exclusive",
+        "checkpoints",
+        "set at most one of spec.checkpoints.pvc and spec.checkpoints.uri",
+        "!(has(self.checkpoints) && has(self.checkpoints.pvc) && has(self.checkpoints.uri))",
+        lambda s: not (s.checkpoints_.pvc is not None and s.checkpoints_.uri is not None),
+        "FieldValueForbidden",
+    ),
+    Rule(
+        "budget-covers-attempt",
+        "runPolicy.totalBudgetSeconds",
+        "spec.runPolicy.totalBudgetSeconds must be >= spec.runPolicy.attemptDeadlineSeconds",
+        "!("
+        + cel_has_chain("runPolicy.totalBudgetSeconds")
+        + " && has(self.runPolicy.attemptDeadlineSeconds)) || "
+        "self.runPolicy.totalBudgetSeconds >= self.runPolicy.attemptDeadlineSeconds",
+        _budget_covers_attempt,
+    ),
+    Rule(
+        "no-reserved-overrides",
+        "verlOverrides",
+        "spec.verlOverrides must not set " + ", ".join(RESERVED_OVERRIDE_KEYS) + " (the operator owns them: "
+        "use spec.checkpoints and spec.resources)",
+        "!has(self.verlOverrides) || self.verlOverrides.all(o, !o.matches('"
+        + _RESERVED_RE.replace("\\", "\\\\").replace("{", "{{").replace("}", "}}")
+        + "'))",
+        _no_reserved_override,
+        "FieldValueForbidden",
+    ),
+    Rule(
+        "env-value-or-secret",
+        "env",
+        "each spec.env entry sets exactly one of value and secretKeyRef",
+        "!has(self.env) || self.env.all(e, has(e.value) != has(e.secretKeyRef))",
+        lambda s: all((e.value is not None) != (e.secret_key_ref is not None) for e in s.env or ()),
+    ),
+)
+
+# Root-level rule: object metadata can only be checked from the top of the schema.
+NAME_RULE = {
+    "rule": "self.metadata.name.size() <= 40",
+    "message": "metadata.name must be at most 40 characters (derived RayJob names must fit 47)",
+    "reason": "FieldValueInvalid",
+}
+
+
+def check_spec(spec: HeRLJobSpec) -> list[Problem]:
+    return [Problem(f"spec.{r.path}", r.message) for r in RULES if not r.holds(spec)]
+
+
+def cel_validations() -> list[dict[str, str]]:
+    """The ``x-kubernetes-validations`` list for the ``spec`` schema."""
+    out = []
+    for r in RULES:
+        entry = {"rule": expand(r.cel), "message": r.message, "reason": r.reason}
+        # fieldPath must name a field the schema declares; list/object rules report on themselves.
+        entry["fieldPath"] = "." + r.path
+        out.append(entry)
+    return out
