@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from herl.metrics.publisher import StepMetricsPublisher
 
-__all__ = ["get_publisher", "publish_step"]
+__all__ = ["get_publisher", "publish_step", "serve"]
 
 
 def get_publisher() -> StepMetricsPublisher:
@@ -30,3 +30,9 @@ def get_publisher() -> StepMetricsPublisher:
 def publish_step(metrics: dict[str, Any], step: int) -> None:
     """Publish one training step's flat metric dict to Prometheus (never raises on bad values)."""
     get_publisher().publish(metrics, step)
+
+
+def serve(port: int = 0, addr: str = "127.0.0.1") -> int:
+    """Serve ``/metrics`` of the process-wide publisher (local engine: 127.0.0.1; the Ray head: 0.0.0.0).
+    Returns the bound port (``port=0`` picks a free one); a second call returns the same port."""
+    return get_publisher().serve(port, addr)

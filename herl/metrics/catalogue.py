@@ -291,7 +291,7 @@ def render_markdown() -> str:
         if not members:
             continue
         lines += [f"### {title}", "", *_table(members), ""]
-    lines += [docs_text.mapping_section().rstrip(), "", docs_text.FOOTER.rstrip(), ""]
+    lines += [docs_text.mapping_section().rstrip(), "", docs_text.footer().rstrip(), ""]
     return "\n".join(lines)
 
 
