@@ -373,10 +373,19 @@ class Toleration(_Model):
     """A Kubernetes toleration (core/v1)."""
 
     key: Annotated[str | None, Field(max_length=317)] = None
+    """Taint key to tolerate (empty with operator Exists: every taint)."""
+
     operator: Literal["Exists", "Equal"] | None = None
+    """Exists or Equal. Default: Equal."""
+
     value: Annotated[str | None, Field(max_length=63)] = None
+    """Taint value (operator Equal)."""
+
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
-    toleration_seconds: int | None = None
+    """Taint effect to tolerate. Default: all effects."""
+
+    toleration_seconds: Annotated[int | None, Field(ge=0)] = None
+    """How long a NoExecute taint is tolerated. Default: forever."""
 
 
 class HeadSpec(_Model):
@@ -530,8 +539,13 @@ class EnvVar(_Model):
     secretKeyRef)."""
 
     name: Annotated[str, Field(min_length=1, max_length=256, pattern=ENV_NAME)]
+    """Variable name."""
+
     value: Annotated[str | None, Field(max_length=4096)] = None
+    """Plain value (set exactly one of value and secretKeyRef)."""
+
     secret_key_ref: SecretKeyRef | None = None
+    """Read the value from a Secret key."""
 
 
 # ------------------------------------------------------------------------------------------------ spec
