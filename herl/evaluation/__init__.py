@@ -1,0 +1,1 @@
+"""``herl eval``: instruction-following benchmarks with the HiR protocol and test-time self-revision."""
