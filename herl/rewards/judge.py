@@ -98,6 +98,29 @@ class JudgeConfig:
             )
         return cls(**dict(data))
 
+    @classmethod
+    def from_spec(
+        cls, spec: Any, *, api_key_env: str = "HERL_JUDGE_API_KEY", **overrides: Any
+    ) -> JudgeConfig:
+        """Map a HeRLJob ``spec.reward.judge`` (:class:`herl.api.model.JudgeSpec`, duck-typed) to a config.
+
+        ``api_key_env`` is the variable the operator fills from ``apiKeySecretRef``.
+        """
+        values: dict[str, Any] = {
+            "base_url": spec.endpoint,
+            "model": spec.model,
+            "temperature": spec.temperature,
+            "max_tokens": spec.max_tokens,
+            "concurrency": spec.concurrency,
+            "timeout_s": float(spec.timeout_seconds),
+            "max_retries": spec.max_retries,
+            "backoff_base_s": float(spec.retry_backoff_seconds),
+            "pitfall_policy": spec.pitfall_policy,
+            "api_key_env": api_key_env,
+        }
+        values.update(overrides)
+        return cls.from_mapping(values)
+
     @property
     def url(self) -> str:
         base = self.base_url.rstrip("/")

@@ -343,3 +343,25 @@ def test_load_1000_responses_30pct_faults_nothing_lost_or_double_counted() -> No
         f"{stats.requests} requests in {elapsed:.2f} s; errors {dict(expected_errors)}"
     )
     assert elapsed < 30
+
+
+def test_config_from_herljob_spec() -> None:
+    from herl.api.model import JudgeSpec
+
+    spec = JudgeSpec(
+        endpoint="http://judge.local/v1",
+        concurrency=8,
+        timeout_seconds=5,
+        max_retries=4,
+        retry_backoff_seconds=0.1,
+        pitfall_policy="subtract",
+    )
+    cfg = JudgeConfig.from_spec(spec, api_key_env="MY_KEY")
+    assert (cfg.base_url, cfg.model, cfg.temperature, cfg.max_tokens) == (
+        "http://judge.local/v1",
+        "gpt-4o-mini",
+        0.1,
+        4096,
+    )
+    assert (cfg.concurrency, cfg.timeout_s, cfg.max_retries, cfg.backoff_base_s) == (8, 5.0, 4, 0.1)
+    assert cfg.pitfall_policy == "subtract" and cfg.api_key_env == "MY_KEY"
