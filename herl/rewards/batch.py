@@ -33,6 +33,8 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 CHUNKS_PER_WORKER = 16
+# Below this many items the pool's IPC costs more than it saves (a few ms per item at most): run here.
+MIN_PARALLEL_ITEMS = 16
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,7 @@ def parallel_map(
     """``[func(x) for x in items]`` across the pool, in order. ``func`` must be a module-level function."""
     n = resolve_workers(workers)
     items = list(items)
-    if n == 1 or len(items) <= 1:
+    if n == 1 or len(items) < MIN_PARALLEL_ITEMS:
         return [func(x) for x in items]
     size = chunksize or max(1, math.ceil(len(items) / (n * CHUNKS_PER_WORKER)))
     chunks = [items[i : i + size] for i in range(0, len(items), size)]

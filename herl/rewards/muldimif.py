@@ -255,6 +255,8 @@ def _count_clauses(req: str) -> list[tuple[str, Predicate]]:
                 lo, hi = _num(m.group(1)), _num(m.group(2))
                 found.append((m, f"{unit} in [{lo}, {hi}]", lambda c, lo=lo, hi=hi: lo <= c <= hi))
         for m in re.finditer(rf"(?:{_AT_MOST})\s+{_NUM}\s+(?:\w+\s+)?{u}", req):
+            if re.search(r"(?:\bno|\bnot)\s+$", req[: m.start()]):
+                continue  # "no less than" / "not fewer than" are lower bounds, read below
             n = _num(m.group(1))
             if m.group(0).startswith(_STRICT_MOST):
                 found.append((m, f"{unit} < {n}", lambda c, n=n: c < n))
