@@ -240,3 +240,14 @@ def test_bundled_ifeval_and_ifbench_load() -> None:
     ifb = load_benchmark("ifbench")
     assert len(ife) == 541 and ife[0].key == "1000" and ife[0].data_source == "ifeval"
     assert len(ifb) >= 294 and all(r.data_source == "ifbench" for r in ifb)
+
+
+def test_verl_parquet_prompts(tmp_path: Path) -> None:
+    from herl.data.convert import convert
+
+    pq_path = tmp_path / "ifeval.parquet"
+    convert("hir16k", MINI, pq_path)
+    recs = load_benchmark("ifeval", pq_path, limit=3)
+    assert [r.key for r in recs] == ["0", "1", "2"]
+    assert recs[2].ground_truth["instruction_id_list"] == ["change_case:english_lowercase", "punctuation:no_comma"]
+    assert recs[0].prompt.startswith("Describe a quiet harbour")
