@@ -3,6 +3,10 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export NLTK_DATA ?= $(HOME)/.cache/herl/nltk_data
+# operator/ (imported as herl_operator) must never shadow the stdlib `operator`: keep the current
+# directory off sys.path for every Python we start (see scripts/setup.sh).
+export PYTHONSAFEPATH := 1
+HERL := $(VENV)/bin/herl
 
 .PHONY: setup demo test lint generate check-generated images bench clean
 
@@ -11,20 +15,20 @@ setup:
 
 # The README's main job: a short local HeRL run on SmolLM2-135M (CPU, a few minutes).
 demo: setup
-	$(PY) -m herl.cli train manifests/samples/local-smollm2.yaml --out runs/demo
+	$(HERL) train manifests/samples/local-smollm2.yaml --out runs/demo
 
 # The README's test command: lint, generated files in sync, the whole suite.
 test: setup
 	$(PY) -m ruff check .
-	$(PY) -m herl.cli generate --check
-	$(PY) -m pytest -q
+	$(HERL) generate --check
+	$(VENV)/bin/pytest -q
 
 lint: setup
 	$(PY) -m ruff check . && $(PY) -m ruff format --check . || true
 
 # Regenerate every derived file (CRDs, docs/api.md, manifests/install.yaml, dashboards).
 generate: setup
-	$(PY) -m herl.cli generate
+	$(HERL) generate
 
 # Images cannot be built on our CI machines (no Docker engine); this target is for people with Docker.
 IMAGE_REPO ?= ghcr.io/herl-dev

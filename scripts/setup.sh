@@ -4,6 +4,10 @@
 # assets (NLTK data, helm, IFEval/IFBench prompts). Re-running it is cheap: each step checks first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The repo's operator/ folder (import name herl_operator) would shadow the standard library's
+# `operator` for any `python -m ...` run from the repo root, since that puts the current directory
+# first on sys.path. PYTHONSAFEPATH (Python >= 3.11) stops that.
+export PYTHONSAFEPATH=1
 VENV=${VENV:-.venv}
 PY=${PYTHON:-python3}
 stamp="$VENV/.herl-setup"
@@ -18,6 +22,11 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   "$VENV/bin/python" -m pip install -q --upgrade pip
   "$VENV/bin/python" -m pip install -q "torch==2.13.0"
   "$VENV/bin/python" -m pip install -q -e ".[operator,train,dev,bench]" "torch==2.13.0"
+  # Belt and braces for people who run `python -m pytest` from the repo root without PYTHONSAFEPATH:
+  # site imports this .pth before the current directory joins sys.path, pinning the stdlib module.
+  site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  echo "import operator  # herl: pin the stdlib module before the repo's operator/ folder can shadow it" \
+    > "$site/herl_pin_stdlib_operator.pth"
   echo "$want" > "$stamp"
 fi
 
