@@ -206,6 +206,8 @@ TRAINER_METRICS: tuple[MetricSpec, ...] = (
        "training/total_steps"),
     _t("herl_training_steps_total", C, "steps", "Training steps published by this process (rate = "
        "steps per second).", "progress", "one per publish_step call with a new step"),
+    _t("herl_checkpoint_last_step", G, "steps", "Step of the newest checkpoint saved by the trainer; the "
+       "operator copies it into status.lastCheckpoint.", "progress", "herl/checkpoint_step"),
     _t("herl_training_last_step_timestamp_seconds", G, "seconds", "Unix time of the last published step; "
        "drives the stuck-trainer alert.", "progress", "derived"),
     # timing / throughput

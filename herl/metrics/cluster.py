@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from herl.api.model import API_GROUP
 from herl.metrics.publisher import ENV_ADDR, ENV_JOB, ENV_NAMESPACE, ENV_PORT
 
 #: Default port of the trainer's /metrics on the head pod (matches herl.api MetricsSpec.port).
@@ -22,6 +23,8 @@ DEFAULT_PORT = 9400
 PORT_NAME = "herl-metrics"
 #: Ray's built-in custom resource that exists only on the head node: a tiny demand pins an actor there.
 HEAD_RESOURCE = "node:__internal_head__"
+#: Pod label the operator puts on every pod of a HeRLJob (value: the job name).
+JOB_POD_LABEL = f"{API_GROUP}/job"
 
 
 def head_pinning_options() -> dict[str, Any]:
@@ -55,7 +58,7 @@ def pod_monitor(name: str = "herl-trainer", namespace: str | None = None,
     """A PodMonitor scraping ``herl-metrics`` on Ray head pods of HeRLJobs.
 
     ``honorLabels: true`` keeps our ``namespace``/``herl_job`` labels instead of renaming a clash to
-    ``exported_namespace``; selecting by the ``herl.io/job`` pod label (set by the operator) keeps
+    ``exported_namespace``; selecting by the :data:`JOB_POD_LABEL` pod label (set by the operator) keeps
     other Ray clusters out. The ``ray.io/cluster`` label is copied as ``ray_io_cluster`` like the
     KubeRay PodMonitors do, so Ray's own dashboards can be cross-linked.
     """
@@ -70,7 +73,7 @@ def pod_monitor(name: str = "herl-trainer", namespace: str | None = None,
         "spec": {
             "selector": {"matchExpressions": [
                 {"key": "ray.io/node-type", "operator": "In", "values": ["head"]},
-                {"key": "herl.io/job", "operator": "Exists"},
+                {"key": JOB_POD_LABEL, "operator": "Exists"},
             ]},
             "namespaceSelector": {"any": True},
             "podMetricsEndpoints": [{

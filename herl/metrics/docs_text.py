@@ -32,8 +32,8 @@ herl.metrics.publish_step(metrics, step)           # every step, both engines
   (no default process/GC collectors), has `.publish(metrics, step)`, `.serve(port, addr)`,
   `.exposition()` and `.close()`. `herl.metrics.publish_step` uses one process-wide instance; the local
   engine may install its own with `herl.metrics.publisher.set_default_publisher`.
-- Labels `herl_job` and `namespace` come from the constructor or the environment (`HERL_JOB`,
-  `HERL_NAMESPACE`, else `POD_NAMESPACE`, else `local`). When `HERL_METRICS_PORT` is set, the first
+- Labels `herl_job` and `namespace` come from the constructor or the environment (`HERL_JOB_NAME`,
+  `HERL_JOB_NAMESPACE`, else `POD_NAMESPACE`, else `local`). When `HERL_METRICS_PORT` is set, the first
   `publish_step` serves `/metrics` on it (address `HERL_METRICS_ADDR`, default `0.0.0.0`).
 - Unknown keys and non-numeric values are skipped (never raised): metrics must not stop training.
   Per-step counts (revisions, fallbacks, judge calls, tokens) become monotonic `_total` counters so
@@ -61,16 +61,19 @@ It needs no extra port and follows the actor to any node, but:
 4. it cannot be exercised here: the CI has 2 CPU cores and no cluster, while the chosen path is
    byte-for-byte the exporter the tests scrape with a real Prometheus.
 
-The cost of the choice is small and owned by herl: the operator (which already builds the RayJob)
+The cost of the choice is small and owned by herl:
 
-- pins veRL's TaskRunner (where `fit()` and `Tracking.log` run) to the head with
-  `herl.metrics.cluster.head_pinning_options()` (`resources={"node:__internal_head__": 0.001}`, the
-  same trick Ray Train uses for its state actor; the head needs `num-cpus >= 1`),
-- adds `herl.metrics.cluster.head_container_port()` and `trainer_env(herl_job, namespace, port)` to
-  the head container, labels the head pod `herl.io/job`, and
-- ships `herl.metrics.cluster.pod_monitor()` (head pods, port `herl-metrics`, `honorLabels: true` so our
-  `namespace`/`herl_job` labels are kept and not renamed `exported_*`). The operator's own ServiceMonitor
-  also needs `honorLabels: true` for the same reason.
+- the trainer entry point (`herl.verl_plugin`) starts veRL's TaskRunner (where `fit()` and
+  `Tracking.log` run) with `herl.metrics.cluster.head_pinning_options()`
+  (`resources={"node:__internal_head__": 0.001}`, the same trick Ray Train uses for its state actor;
+  the head then needs `num-cpus >= 1`);
+- the operator adds the `herl-metrics` container port (`head_container_port()`) and the env
+  (`trainer_env()`: `HERL_JOB_NAME`, `HERL_JOB_NAMESPACE`, `HERL_METRICS_PORT`) to the head container and
+  labels its pods `herl.dev/job`; it also reads the same endpoint through the head Service to fill
+  `status.progress`;
+- `herl.metrics.cluster.pod_monitor()` scrapes head pods on `herl-metrics` with `honorLabels: true`, so
+  our `namespace`/`herl_job` labels are kept instead of being renamed `exported_*`. The operator's own
+  ServiceMonitor needs `honorLabels: true` for the same reason.
 
 ## Label rules
 

@@ -32,6 +32,7 @@ HE_TOKEN_FRACTION = "actor/he_frac"
 ALL_MET_RATE = "herl/all_met_rate"
 SCORE_STD = "critic/score/std"
 TOTAL_STEPS = "training/total_steps"
+CHECKPOINT_STEP = "herl/checkpoint_step"  # set in the step dict of a step that saved a checkpoint
 JUDGE_CALLS = "judge/calls"
 JUDGE_ERRORS_PREFIX = "judge/errors/"  # + reason, e.g. judge/errors/timeout
 
@@ -126,6 +127,7 @@ RULES: tuple[KeyRule, ...] = (
     # progress (training/global_step is handled by the publisher together with the step argument)
     _k("training/epoch", "herl_training_epoch"),
     _k(TOTAL_STEPS, "herl_training_total_steps"),
+    _k(CHECKPOINT_STEP, "herl_checkpoint_last_step"),
     # timing / throughput
     KeyRule(rf"timing_s/(?P<stage>{_STAGE})", "herl_stage_duration_seconds"),
     _k("perf/throughput", "herl_throughput_tokens_per_second"),

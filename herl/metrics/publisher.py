@@ -24,9 +24,9 @@ from herl.metrics.catalogue import JOB_LABELS, Engine, create_collectors
 
 log = logging.getLogger(__name__)
 
-ENV_JOB = "HERL_JOB"
+ENV_JOB = "HERL_JOB_NAME"
 """Name of the HeRLJob (label ``herl_job``); the operator sets it in the trainer's env."""
-ENV_NAMESPACE = "HERL_NAMESPACE"
+ENV_NAMESPACE = "HERL_JOB_NAMESPACE"
 """Namespace of the HeRLJob (label ``namespace``); falls back to ``POD_NAMESPACE``, then ``local``."""
 ENV_PORT = "HERL_METRICS_PORT"
 """When set, the first :func:`herl.metrics.publish_step` serves ``/metrics`` on this port (all addresses)."""

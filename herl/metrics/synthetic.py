@@ -30,6 +30,7 @@ def step_dict(step: int, *, plateau_from: int = 5) -> dict[str, float]:
         "training/global_step": float(step),
         "training/epoch": float(step // 10),
         keys.TOTAL_STEPS: 200.0,
+        keys.CHECKPOINT_STEP: float(step - step % 10),
         "critic/score/mean": mean,
         "critic/score/max": min(1.0, mean + 0.4),
         "critic/score/min": max(0.0, mean - 0.3),

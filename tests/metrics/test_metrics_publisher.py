@@ -198,8 +198,10 @@ def test_cluster_objects() -> None:
     pm = cluster.pod_monitor(namespace="herl")
     ep = pm["spec"]["podMetricsEndpoints"][0]
     assert ep["port"] == cluster.PORT_NAME and ep["honorLabels"] is True
+    keys = {e["key"] for e in pm["spec"]["selector"]["matchExpressions"]}
+    assert keys == {"ray.io/node-type", "herl.dev/job"}
     env = {e["name"]: e["value"] for e in cluster.trainer_env("j", "ns", 9400)}
-    assert env == {"HERL_JOB": "j", "HERL_NAMESPACE": "ns", "HERL_METRICS_PORT": "9400",
+    assert env == {"HERL_JOB_NAME": "j", "HERL_JOB_NAMESPACE": "ns", "HERL_METRICS_PORT": "9400",
                    "HERL_METRICS_ADDR": "0.0.0.0"}
     model = pytest.importorskip("herl.api.model")
     assert model.MetricsSpec().port == cluster.DEFAULT_PORT
