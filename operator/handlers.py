@@ -1,0 +1,135 @@
+"""kopf wiring: login, settings, watch events → the reconciler, probes, metrics, resync loop.
+
+Handlers only feed caches and call :class:`~.reconcile.Reconciler`; they hold no logic. Only
+``@kopf.on.event`` handlers are used (no on.create/update/delete, no kopf timers), so kopf stores no
+progress annotations and adds **no finalizer**: deleting a HeRLJob never waits for the operator.
+Cleanup runs on the DELETED watch event (best effort; owner references cover the rest).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+from herl_operator import builders as b
+from herl_operator.kube import KubeClient
+from herl_operator.metrics import OperatorMetrics
+from herl_operator.progress import ProgressPuller, URLResolver, default_resolver
+from herl_operator.reconcile import Config, Reconciler
+
+from herl.api.model import API_GROUP, API_VERSION, PLURAL
+
+log = logging.getLogger("herl_operator")
+
+
+@dataclass
+class OperatorConfig:
+    """Knobs of one operator instance (CLI flags map onto these; tests shrink the intervals)."""
+
+    server: str | None = None  # None: in-cluster service account, else kubeconfig (kopf's logins)
+    resync_seconds: float = 30.0
+    progress_seconds: float = 30.0
+    metrics_port: int | None = 8080
+    url_resolver: URLResolver = default_resolver
+    client_concurrency: int = 32
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Runtime:
+    """Per-operator state, reachable from the handlers and from tests."""
+
+    config: OperatorConfig
+    metrics: OperatorMetrics
+    reconciler: Reconciler | None = None
+    client: KubeClient | None = None
+    task: asyncio.Task[None] | None = None
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def _post_event(body: dict[str, Any], type_: str, reason: str, message: str) -> None:
+    kopf.event(body, type=type_, reason=reason, message=message)
+
+
+def build_registry(config: OperatorConfig | None = None) -> tuple[kopf.OperatorRegistry, Runtime]:
+    """A fresh kopf registry with every handler bound to a fresh :class:`Runtime`."""
+    config = config or OperatorConfig()
+    registry = kopf.OperatorRegistry()
+    rt = Runtime(config=config, metrics=OperatorMetrics())
+
+    @kopf.on.login(registry=registry)
+    def login(logger: logging.Logger, **_: Any) -> kopf.ConnectionInfo | None:
+        if config.server:
+            info = kopf.ConnectionInfo(server=config.server, insecure=True)
+        else:
+            info = kopf.login_with_service_account(logger=logger) or kopf.login_with_kubeconfig(logger=logger)
+        if info is not None:
+            rt.client = KubeClient.from_connection(info, max_concurrency=config.client_concurrency)
+            rt.reconciler = Reconciler(
+                rt.client, metrics=rt.metrics,
+                puller=ProgressPuller(config.url_resolver, min_interval=config.progress_seconds),
+                post_event=_post_event, config=Config(resync_seconds=config.resync_seconds))
+        return info
+
+    @kopf.on.startup(registry=registry)
+    async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+        settings.peering.standalone = True
+        settings.watching.server_timeout = 120
+        settings.watching.client_timeout = 150
+        settings.watching.connect_timeout = 5
+        settings.networking.request_timeout = 30
+        settings.posting.level = logging.WARNING  # log lines are not echoed as Events; we post our own
+        if config.metrics_port:
+            rt.metrics.serve(config.metrics_port)
+
+    @kopf.on.cleanup(registry=registry)
+    async def cleanup(**_: Any) -> None:
+        if rt.task is not None:
+            rt.task.cancel()
+        if rt.reconciler is not None and rt.reconciler.puller is not None:
+            await rt.reconciler.puller.close()
+        if rt.client is not None:
+            await rt.client.close()
+
+    def _start_resync() -> None:
+        if rt.task is None and rt.reconciler is not None:
+            rt.task = asyncio.get_running_loop().create_task(rt.reconciler.resync_forever())
+            rt.ready.set()
+
+    @kopf.on.event(API_GROUP, API_VERSION, PLURAL, registry=registry)
+    async def herljob_event(event: dict[str, Any], **_: Any) -> None:
+        rec = rt.reconciler
+        if rec is None:
+            return
+        _start_resync()
+        body = event.get("object") or {}
+        if event.get("type") == "DELETED":
+            await rec.cleanup(body)
+            return
+        key = rec.observe_herljob(event.get("type"), body)
+        await rec.reconcile(key)
+
+    @kopf.on.event("ray.io", "v1", "rayjobs", labels={b.LABEL_JOB: kopf.PRESENT}, registry=registry)
+    async def rayjob_event(event: dict[str, Any], **_: Any) -> None:
+        rec = rt.reconciler
+        if rec is None:
+            return
+        key = rec.observe_rayjob(event.get("type"), event.get("object") or {})
+        if key is not None and key in rec.jobs:
+            await rec.reconcile(key)
+
+    @kopf.on.probe(id="herljobs", registry=registry)
+    def probe_jobs(**_: Any) -> int:
+        return len(rt.reconciler.jobs) if rt.reconciler else 0
+
+    @kopf.on.probe(id="resync_age_seconds", registry=registry)
+    def probe_resync(**_: Any) -> float:
+        """Liveness: a resync loop that stopped (age ≫ interval) shows here."""
+        if rt.reconciler is None:
+            return 0.0
+        return round(asyncio.get_running_loop().time() - rt.reconciler.last_resync, 1)
+
+    return registry, rt

@@ -1,0 +1,78 @@
+"""Test helpers: kmock resource declarations, an in-process operator, bounded polling."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLES = REPO / "manifests" / "samples"
+RESOURCES = {
+    "herl.dev/v1alpha1/herljobs": {"kind": "HeRLJob", "namespaced": True, "subresources": ["status"]},
+    "ray.io/v1/rayjobs": {"kind": "RayJob", "namespaced": True, "subresources": ["status"]},
+    "v1/configmaps": {"kind": "ConfigMap", "namespaced": True},
+    "v1/events": {"kind": "Event", "namespaced": True},
+    "batch/v1/jobs": {"kind": "Job", "namespaced": True},
+    "apiextensions.k8s.io/v1/customresourcedefinitions": {"kind": "CustomResourceDefinition",
+                                                          "namespaced": False},
+    "v1/namespaces": {"kind": "Namespace", "namespaced": False},
+}
+VERBS = ["list", "watch", "get", "create", "patch", "update", "delete"]
+
+
+def sample(name: str) -> dict[str, Any]:
+    return yaml.safe_load((SAMPLES / f"{name}.yaml").read_text())
+
+
+async def eventually(check: Callable[[], Any | Awaitable[Any]], *, timeout: float = 10.0,
+                     interval: float = 0.05, what: str = "condition") -> Any:
+    """Poll ``check`` until it returns a truthy value (bounded; no fixed sleeps)."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if asyncio.iscoroutine(last):
+            last = await last
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
+
+
+def declare_resources(kmock: Any) -> None:
+    for key, info in RESOURCES.items():
+        kmock.resources[key] = {"verbs": VERBS, "singular": key.rsplit("/", 1)[-1][:-1],
+                                "shortnames": [], "categories": [], **info}
+
+
+@contextlib.asynccontextmanager
+async def running_operator(server: str, **overrides: Any) -> AsyncIterator[Any]:
+    """Run the real operator (kopf + our handlers) in-process against ``server``; yields its Runtime."""
+    import kopf
+    from herl_operator.handlers import OperatorConfig, build_registry
+
+    cfg = OperatorConfig(server=server, resync_seconds=0.3, progress_seconds=0.1, metrics_port=None)
+    for k, v in overrides.items():
+        setattr(cfg, k, v)
+    registry, rt = build_registry(cfg)
+    stop: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(kopf.operator(registry=registry, clusterwide=True, standalone=True,
+                                             stop_flag=stop))
+    try:
+        await eventually(lambda: rt.reconciler is not None, what="operator login", timeout=15)
+        yield rt
+    finally:
+        if not stop.done():
+            stop.set_result(None)
+        with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(task, timeout=10)
+        if not task.done():
+            task.cancel()
+
+
