@@ -120,6 +120,20 @@ def test_dashboards_are_generated_and_current() -> None:
         on_disk = (ROOT / "manifests" / "dashboards" / fname).read_text(encoding="utf-8")
         assert on_disk == dashboards.render(build()), \
             f"{fname} drifted: run herl.metrics.dashboards.write_dashboards()"
+    on_disk = (ROOT / "manifests" / "dashboards" / "kustomization.yaml").read_text(encoding="utf-8")
+    assert on_disk == dashboards.kustomization()
+
+
+def test_kustomization_packs_every_dashboard_for_the_sidecar() -> None:
+    import yaml
+
+    k = yaml.safe_load(dashboards.kustomization())
+    gen = k["configMapGenerator"][0]
+    assert gen["files"] == list(dashboards.DASHBOARDS)
+    assert gen["options"]["labels"]["grafana_dashboard"] == "1"
+    # client-side `kubectl apply` keeps a last-applied annotation limited to 256 KiB
+    total = sum(len(dashboards.render(b()).encode()) for b in dashboards.DASHBOARDS.values())
+    assert total < 200_000
 
 
 def test_alert_files_are_generated_and_current() -> None:
