@@ -84,24 +84,28 @@ def run_hindsight_stage(
     if len(texts) != len(prompts):
         raise ValueError(f"generate_fn returned {len(texts)} texts for {len(prompts)} prompts")
     owners = [jobs[i // k] for i in range(len(prompts))]
-    items = [(groups[job.group].record, text) for job, text in zip(owners, texts, strict=True)]
-    results = list(score_fn(items))
-    if len(results) != len(texts):
-        raise ValueError(f"score_fn returned {len(results)} results for {len(texts)} revisions")
+    # As released: revisions are stripped, and empty ones are dropped before scoring — they are never
+    # kept, never shape their draft's reward, and a group whose revisions are all empty stays as sampled.
+    texts = [text.strip() for text in texts]
+    kept_idx = [i for i, text in enumerate(texts) if text]
+    empty = len(texts) - len(kept_idx)
+    items = [(groups[owners[i].group].record, texts[i]) for i in kept_idx]
+    results = list(score_fn(items)) if items else []
+    if len(results) != len(items):
+        raise ValueError(f"score_fn returned {len(results)} results for {len(items)} revisions")
 
     by_group: dict[int, list[Revision]] = {}
     success = 0
     draft_sum = 0.0
     rev_sum = 0.0
-    empty = 0
-    for i, (job, text, res) in enumerate(zip(owners, texts, results, strict=True)):
-        rev = Revision(job=job, sample=i % k, text=text, reward=res)
+    for i, res in zip(kept_idx, results, strict=True):
+        job = owners[i]
+        rev = Revision(job=job, sample=i % k, text=texts[i], reward=res)
         by_group.setdefault(job.group, []).append(rev)
         draft = groups[job.group].rollouts[job.candidate].reward.dense
         draft_sum += draft
         rev_sum += res.dense
         success += res.dense > draft
-        empty += not text.strip()
 
     outcomes: list[GroupOutcome] = []
     over = tie = kept = fallbacks = skipped = lost = 0
@@ -128,9 +132,10 @@ def run_hindsight_stage(
             lost += 1
 
     n_rev = len(texts)
-    attempted = len(by_group)
+    n_scored = max(len(results), 1)
+    attempted = max(len(by_group), 1)
     metrics.update(
-        groups_attempted=float(attempted),
+        groups_attempted=float(len(by_group)),
         prompts_attempted=float(len(jobs)),
         revisions_generated=float(n_rev),
         empty_revisions=float(empty),
@@ -144,8 +149,8 @@ def run_hindsight_stage(
         bonus_applied=float(bonus_n),
         bonus_mean=bonus_sum / bonus_n if bonus_n else 0.0,
         bonus_lost=float(lost),
-        draft_score_mean=draft_sum / n_rev,
-        revision_score_mean=rev_sum / n_rev,
+        draft_score_mean=draft_sum / n_scored,
+        revision_score_mean=rev_sum / n_scored,
         hindsight_prompt_chars_mean=sum(len(j.prompt) for j in jobs) / len(jobs),
     )
     return StageResult(outcomes=tuple(outcomes), metrics=metrics, jobs=tuple(jobs))

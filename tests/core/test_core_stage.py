@@ -328,3 +328,27 @@ def test_stage_invariants(case: tuple[list[RolloutGroup], list[float], Hindsight
             best_rev = max(r.r for r in oc.revisions if r.job.candidate == ci)
             assert d == pytest.approx(cfg.bonus_alpha * (best_rev - g.rollouts[ci].r))
 
+
+
+def test_empty_revisions_are_dropped_before_scoring_as_released() -> None:
+    """Blank revisions are never scored, kept or used for the bonus; an all-blank group stays as sampled."""
+    groups = [group("g0", [scored(0.5, 2), scored(0.25, 1)]), group("g1", [scored(0.5, 2), scored(0.5, 2)])]
+
+    def generate(prompts: list[str], sampling: RevisionSampling) -> list[str]:
+        # g0's only candidate answers with whitespace; g1's two candidates: one blank, one real.
+        return ["   \n", "", "  revision score=1.0  "]
+
+    scored_items: list[tuple[Any, str]] = []
+
+    def score(items: list[tuple[Any, str]]) -> list[RewardResult]:
+        scored_items.extend(items)
+        return [scored(1.0, 4) for _ in items]
+
+    res = run_hindsight_stage(groups, generate, score, HindsightConfig(), _rng())
+    assert [text for _, text in scored_items] == ["revision score=1.0"]  # stripped, blanks never scored
+    g0, g1 = res.outcomes
+    assert g0.kind == "not-attempted" and g0.bonus == () and g0.row is None
+    assert g1.kind == "revision" and g1.row is not None and g1.row.response == "revision score=1.0"
+    assert len(g1.bonus) == 1  # only the candidate whose revision was real is shaped
+    assert res.metrics["empty_revisions"] == 2 and res.metrics["revisions_generated"] == 3
+    assert res.metrics["groups_attempted"] == 1
