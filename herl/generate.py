@@ -30,8 +30,20 @@ def _api_docs() -> dict[str, str]:
     return {"docs/api.md": render_api_docs()}
 
 
+def _metrics() -> dict[str, str]:
+    from herl.metrics import alerts, catalogue, dashboards
+
+    files = {"docs/metrics.md": catalogue.render_markdown()}
+    for fname, build in dashboards.DASHBOARDS.items():
+        files[f"manifests/dashboards/{fname}"] = dashboards.render(build())
+    files["manifests/dashboards/kustomization.yaml"] = dashboards.kustomization()
+    for fname, render in alerts.RENDERED.items():
+        files[f"manifests/alerts/{fname}"] = render()
+    return files
+
+
 # Each producer returns {repo-relative path: exact file content}.
-PRODUCERS: list[Callable[[], dict[str, str]]] = [_crd, _api_docs]
+PRODUCERS: list[Callable[[], dict[str, str]]] = [_crd, _api_docs, _metrics]
 
 
 def generated_files() -> dict[str, str]:
