@@ -216,13 +216,13 @@ def test_probes_and_ports_agree_with_args(renders) -> None:
 def test_custom_ports_and_image_digest() -> None:
     digest = "sha256:" + "a" * 64
     docs = chart.documents(chart.render({
-        "operator": {"healthPort": 9000, "metricsPort": 9001, "extraArgs": ["--verbose"]},
+        "operator": {"healthPort": 9000, "metricsPort": 9001, "extraArgs": ["--resync-seconds=10"]},
         "image": {"digest": digest},
     }))
     container = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == f"ghcr.io/herl-dev/herl-operator@{digest}"
     assert "--liveness=http://0.0.0.0:9000/healthz" in container["args"]
-    assert "--metrics-port=9001" in container["args"] and container["args"][-1] == "--verbose"
+    assert "--metrics-port=9001" in container["args"] and container["args"][-1] == "--resync-seconds=10"
 
 
 # ------------------------------------------------------------------------------------------ checks
@@ -347,3 +347,41 @@ def test_monitors_off_by_default_and_switchable_one_by_one() -> None:
                                             api_versions=(chart.KUBERAY_API, chart.MONITORING_API)))
         present = {d["kind"] for d in docs} & {"ServiceMonitor", "PodMonitor", "PrometheusRule", "ConfigMap"}
         assert present == {kind}, key
+
+
+# ------------------------------------------------------------------------------------------ operator CLI
+
+
+@pytest.mark.parametrize(("case", "values"), [
+    ("defaults", {}),
+    ("namespaced-debug", {"watchNamespaces": ["team-a", "team-b"],
+                          "operator": {"logLevel": "debug", "logFormat": "plain", "healthPort": 9090}}),
+])
+def test_rendered_args_are_accepted_by_the_operator(monkeypatch, case: str, values: dict[str, Any]) -> None:
+    """Run the operator's real `python -m herl_operator` argument handling on the Deployment's args, with
+    kopf.run captured instead of started: every flag the chart passes must be understood."""
+    import kopf
+    from herl_operator import __main__ as entry
+    from herl_operator import handlers
+
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(handlers, "build_registry", lambda config: (seen.setdefault("config", config), None))
+    monkeypatch.setattr(kopf, "configure", lambda **kw: seen.setdefault("configure", kw))
+    monkeypatch.setattr(kopf, "run", lambda **kw: seen.setdefault("run", kw))
+
+    docs = chart.documents(chart.render(values))
+    container = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert entry.main(container["args"]) == 0
+    run = seen["run"]
+    health = {p["name"]: p["containerPort"] for p in container["ports"]}["health"]
+    assert run["liveness_endpoint"] == f"http://0.0.0.0:{health}/healthz"
+    assert run["standalone"] is True  # no peering: hence one replica, Recreate
+    assert seen["config"].metrics_port == values.get("operator", {}).get("metricsPort", 8080)
+    if values.get("watchNamespaces"):
+        assert run["clusterwide"] is False and list(run["namespaces"]) == values["watchNamespaces"]
+        assert seen["configure"]["debug"] is True
+        assert seen["configure"]["log_format"] == kopf.LogFormat.PLAIN
+    else:
+        assert run["clusterwide"] is True and not run["namespaces"]
+        assert seen["configure"]["debug"] is False and seen["configure"]["verbose"] is False
+        assert seen["configure"]["log_format"] == kopf.LogFormat.JSON

@@ -25,7 +25,7 @@ BAD_VALUES: list[tuple[str, dict[str, Any], str]] = [
     ("watch-namespaces-not-a-list", {"watchNamespaces": "team-a"}, "/watchNamespaces"),
     ("watch-namespace-invalid-name", {"watchNamespaces": ["Team_A"]}, "/watchNamespaces/0"),
     ("watch-namespaces-duplicate", {"watchNamespaces": ["a", "a"]}, "/watchNamespaces"),
-    ("log-level-enum", {"operator": {"logLevel": "verbose"}}, "/operator/logLevel"),
+    ("log-level-enum", {"operator": {"logLevel": "trace"}}, "/operator/logLevel"),
     ("metrics-port-range", {"operator": {"metricsPort": 70000}}, "/operator/metricsPort"),
     ("privileged-port", {"operator": {"healthPort": 80}}, "/operator/healthPort"),
     ("extra-arg-not-a-flag", {"operator": {"extraArgs": ["rm -rf"]}}, "/operator/extraArgs/0"),
