@@ -315,14 +315,25 @@ def rows_from_dataproto(batch: Any) -> list[Row]:
     return rows
 
 
-def rows_to_dataproto(rows: Sequence[Row], pad_token_id: int, meta_info: dict[str, Any] | None = None) -> Any:
-    """Pad rows back into a DataProto: prompts left-padded, responses right-padded, plus ``he_mask``."""
+def rows_to_dataproto(
+    rows: Sequence[Row],
+    pad_token_id: int,
+    meta_info: dict[str, Any] | None = None,
+    *,
+    min_prompt_width: int = 0,
+    min_response_width: int = 0,
+) -> Any:
+    """Pad rows back into a DataProto: prompts left-padded, responses right-padded, plus ``he_mask``.
+
+    Widths are the longest row, at least the given minimums (pass the input batch's widths to keep
+    veRL's fixed response width; an HE row's longer hindsight prompt widens the prompt block).
+    """
     from tensordict import TensorDict
     from verl import DataProto
 
     n = len(rows)
-    p_len = max((len(r.prompt_ids) for r in rows), default=0)
-    r_len = max((len(r.response_ids) for r in rows), default=0)
+    p_len = max(max((len(r.prompt_ids) for r in rows), default=0), min_prompt_width)
+    r_len = max(max((len(r.response_ids) for r in rows), default=0), min_response_width)
     prompts = torch.full((n, p_len), pad_token_id, dtype=torch.long)
     responses = torch.full((n, r_len), pad_token_id, dtype=torch.long)
     attn = torch.zeros((n, p_len + r_len), dtype=torch.long)
@@ -387,4 +398,6 @@ def apply_hindsight_to_dataproto(
         max_response_length=max_response_length,
     )
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    return rows_to_dataproto(out, pad, meta_info=batch.meta_info), report
+    return rows_to_dataproto(out, pad, meta_info=batch.meta_info,
+                             min_prompt_width=int(batch.batch["prompts"].shape[1]),
+                             min_response_width=int(batch.batch["responses"].shape[1])), report
