@@ -258,3 +258,30 @@ def score_if(response: str, ground_truth: Any, data_source: str, *, prompt: str 
         repetitive=repetitive,
         data_source=source,
     )
+
+
+def verl_compute_score(
+    data_source: str,
+    solution_str: str,
+    ground_truth: Any,
+    extra_info: Mapping[str, Any] | None = None,
+    **_: Any,
+) -> dict[str, Any]:
+    """veRL ``custom_reward_function`` adapter (same keys as HeRL's ``if_score``: score, dense, sparse).
+
+    Every value is a scalar or a short string so veRL can put the extra keys into ``reward_extra_info``.
+    """
+    prompt = ""
+    if extra_info:
+        prompt = str(extra_info.get("question") or "")
+    r = score_if(solution_str, ground_truth, data_source, prompt=prompt)
+    return {
+        "score": r.score,
+        "dense": r.dense,
+        "sparse": 1.0 if r.all_met else 0.0,
+        "repetitive": 1.0 if r.repetitive else 0.0,
+        "num_constraints": len(r.constraints),
+        "num_met": len(r.met),
+        "num_unclear": len(r.unclear),
+        "error": r.error or "",
+    }

@@ -235,3 +235,28 @@ def test_verdicts_are_deterministic_for_random_upstream_arguments() -> None:
         for _ in range(5)
     }
     assert len(results) == 1
+
+
+def test_verl_adapter_keys() -> None:
+    from herl.rewards import verl_compute_score
+
+    out = verl_compute_score("ifeval", "no commas", gt(["punctuation:no_comma", "detectable_format:title"]))
+    assert out == {
+        "score": 0.5,
+        "dense": 0.5,
+        "sparse": 0.0,
+        "repetitive": 0.0,
+        "num_constraints": 2,
+        "num_met": 1,
+        "num_unclear": 0,
+        "error": "",
+    }
+
+
+def test_package_import_is_light() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, herl.rewards, herl.rewards.cli; print(sorted(m for m in ('nltk', 'langdetect', 'lm_eval') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
