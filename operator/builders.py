@@ -109,18 +109,18 @@ def _metadata(job: HeRLJob, ctx: Context, name: str, component: str | None = Non
     return meta
 
 
-def job_document(job: HeRLJob, raw_spec: JSON | None = None) -> JSON:
+def job_document(job: HeRLJob, raw_spec: JSON | None = None, namespace: str | None = None) -> JSON:
     """The file the trainer reads: the HeRLJob as the user wrote it (presets are re-applied there)."""
     spec = raw_spec if raw_spec is not None else job.spec.model_dump(by_alias=True, exclude_unset=True,
                                                                       mode="json")
     return {"apiVersion": f"{API_GROUP}/{API_VERSION}", "kind": KIND,
-            "metadata": {"name": job.metadata.name, "namespace": job.metadata.namespace},
+            "metadata": {"name": job.metadata.name, "namespace": namespace or job.metadata.namespace},
             "spec": spec}
 
 
 def build_configmap(job: HeRLJob, ctx: Context, raw_spec: JSON | None = None) -> JSON:
     """The ConfigMap holding job.yaml (data, never shell)."""
-    text = yaml.safe_dump(job_document(job, raw_spec), sort_keys=False, allow_unicode=True)
+    text = yaml.safe_dump(job_document(job, raw_spec, ctx.namespace), sort_keys=False, allow_unicode=True)
     return {"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": _metadata(job, ctx, configmap_name(job.metadata.name), "config"),
             "data": {"job.yaml": text}}

@@ -208,8 +208,7 @@ def _account(job: HeRLJob | None, attempts: list[JSON], now: datetime) -> float:
             continue
         seconds = max(0.0, (end - start).total_seconds())
         spent += seconds
-        if att.get("result") == "Running" or not att.get("gpuSeconds"):
-            att["gpuSeconds"] = round(seconds * gpus, 3)
+        att["gpuSeconds"] = round(seconds * gpus, 3)  # recomputed from timestamps: closes are exact
     return spent
 
 
