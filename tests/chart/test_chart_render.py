@@ -385,3 +385,27 @@ def test_rendered_args_are_accepted_by_the_operator(monkeypatch, case: str, valu
         assert run["clusterwide"] is True and not run["namespaces"]
         assert seen["configure"]["debug"] is False and seen["configure"]["verbose"] is False
         assert seen["configure"]["log_format"] == kopf.LogFormat.JSON
+
+
+@pytest.mark.parametrize(("release", "name"), [
+    ("herl", "herl-operator"), ("herl-operator", "herl-operator"), ("prod", "prod-herl-operator"),
+])
+def test_resource_names_follow_the_release(release: str, name: str) -> None:
+    docs = chart.documents(chart.render(release=release))
+    assert one(docs, "Deployment")["metadata"]["name"] == name
+    assert {b["roleRef"]["name"] for b in by_kind(docs, "ClusterRoleBinding")} == {name}
+
+
+def test_notes_tell_the_next_steps() -> None:
+    """NOTES.txt as `helm install --dry-run=client` prints it (no cluster needed)."""
+    proc = subprocess.run(
+        [str(chart.helm()), "install", "herl", str(chart.CHART_DIR), "-n", "ml-ops", "--dry-run=client",
+         "--set", "skipKubeRayCheck=true", "--set", "watchNamespaces={team-a,team-b}"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    notes = proc.stdout.split("NOTES:", 1)[1]
+    assert "kubectl -n ml-ops rollout status deployment/herl-operator" in notes
+    assert "kubectl apply -f manifests/samples/" in notes and "kubectl get herl" in notes
+    assert "watching namespaces: team-a, team-b" in notes
+    assert "check was SKIPPED" in notes

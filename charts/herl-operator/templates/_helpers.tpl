@@ -5,8 +5,8 @@
 {{- end -}}
 
 {{/*
-Full name: "<release>-herl-operator", or the release name alone when it already contains the chart
-name. Capped at 52 characters so suffixed names ("-dashboard-herl-training") stay within 63.
+Full name: "<release>-herl-operator"; the release name alone when it already contains the chart name;
+"<release>-operator" when it contains "herl" (release "herl" gives "herl-operator", not "herl-herl-operator"). Capped at 52 characters so suffixed names ("-dashboard-herl-training") stay within 63.
 */}}
 {{- define "herl-operator.fullname" -}}
 {{- if .Values.fullnameOverride -}}
@@ -15,6 +15,8 @@ name. Capped at 52 characters so suffixed names ("-dashboard-herl-training") sta
 {{- $name := default .Chart.Name .Values.nameOverride -}}
 {{- if contains $name .Release.Name -}}
 {{- .Release.Name | trunc 52 | trimSuffix "-" -}}
+{{- else if and (not .Values.nameOverride) (contains "herl" .Release.Name) -}}
+{{- printf "%s-operator" .Release.Name | trunc 52 | trimSuffix "-" -}}
 {{- else -}}
 {{- printf "%s-%s" .Release.Name $name | trunc 52 | trimSuffix "-" -}}
 {{- end -}}
