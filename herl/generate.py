@@ -42,8 +42,17 @@ def _metrics() -> dict[str, str]:
     return files
 
 
+def _chart() -> dict[str, str]:
+    from herl import chart
+
+    files: dict[str, str] = {}
+    for produce in chart.PRODUCERS:  # rbac rules, monitoring copies, then install.yaml (renders the chart)
+        files.update(produce())
+    return files
+
+
 # Each producer returns {repo-relative path: exact file content}.
-PRODUCERS: list[Callable[[], dict[str, str]]] = [_crd, _api_docs, _metrics]
+PRODUCERS: list[Callable[[], dict[str, str]]] = [_crd, _api_docs, _metrics, _chart]
 
 
 def generated_files() -> dict[str, str]:
