@@ -15,13 +15,13 @@ import torch
 
 pytest.importorskip("verl")
 
-from tensordict import TensorDict  # noqa: E402
-from verl.trainer.ppo import core_algos  # noqa: E402
-from verl.utils import tensordict_utils as tu  # noqa: E402
-from verl.workers.config import FSDPActorConfig, PolicyLossConfig  # noqa: E402
-from verl.workers.utils.losses import ppo_loss  # noqa: E402
+from tensordict import TensorDict
+from verl.trainer.ppo import core_algos
+from verl.utils import tensordict_utils as tu
+from verl.workers.config import FSDPActorConfig, PolicyLossConfig
+from verl.workers.utils.losses import ppo_loss
 
-from herl.verl_plugin.loss import (  # noqa: E402
+from herl.verl_plugin.loss import (
     LOSS_MODE,
     HeRLLossParams,
     herl_mixpolicy_loss,

@@ -208,7 +208,7 @@ def _resolve(override: str) -> object:
     from omegaconf import OmegaConf
 
     value = _parse([override])
-    (key, v), = value.items()
+    (_key, v), = value.items()
     return OmegaConf.create({"x": v}).x
 
 

@@ -14,13 +14,13 @@ import torch
 
 pytest.importorskip("verl")
 
-from tensordict import TensorDict  # noqa: E402
-from verl import DataProto  # noqa: E402
-from verl.trainer.ppo.core_algos import compute_grpo_outcome_advantage  # noqa: E402
+from tensordict import TensorDict
+from verl import DataProto
+from verl.trainer.ppo.core_algos import compute_grpo_outcome_advantage
 
-from herl.core import HindsightConfig, slot_rng  # noqa: E402
-from herl.rewards.types import ConstraintVerdict, RewardResult  # noqa: E402
-from herl.verl_plugin.stage import (  # noqa: E402
+from herl.core import HindsightConfig, slot_rng
+from herl.rewards.types import ConstraintVerdict, RewardResult
+from herl.verl_plugin.stage import (
     RESULT_FIELD,
     RolloutSampling,
     TokenRevision,
@@ -214,7 +214,7 @@ def test_fallback_duplicates_best_original(tokenizer):
 def test_append_grows_group_and_keeps_uid(tokenizer):
     batch = _batch(tokenizer, [[0.5, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]])
     cfg = HindsightConfig(incorporation="append")
-    out, report = _run(tokenizer, batch, cfg, FakeEngine(tokenizer), _scorer(1.0))
+    out, _report = _run(tokenizer, batch, cfg, FakeEngine(tokenizer), _scorer(1.0))
     assert len(out) == 2 * G + 1
     assert list(out.non_tensor_batch["uid"]).count("uid0") == G + 1
     assert out.non_tensor_batch["key"][G] == f"uid0_{G}_0"
@@ -247,7 +247,7 @@ def test_revision_without_eos_gets_one_and_is_truncated(tokenizer):
 def test_stage_disabled_is_identity(tokenizer):
     batch = _batch(tokenizer, [[0.5, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
     engine = FakeEngine(tokenizer)
-    out, report = _run(tokenizer, batch, dataclasses.replace(HindsightConfig(), enabled=False), engine, _scorer(1.0))
+    out, _report = _run(tokenizer, batch, dataclasses.replace(HindsightConfig(), enabled=False), engine, _scorer(1.0))
     assert engine.calls == []
     assert torch.equal(out.batch["token_level_scores"], batch.batch["token_level_scores"])
     assert out.batch["he_mask"].sum() == 0
