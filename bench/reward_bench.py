@@ -97,6 +97,40 @@ def nondeterministic_constraints(rows: list[ifeval_eval.IFEvalInput]) -> set[tup
     return out
 
 
+def ifbench_agreement() -> dict[str, int]:
+    """Our IFBench verdicts vs if-verifiable's own ``evaluate_instructions`` (strict), untimed.
+
+    ``words:start_verb`` is skipped: the reference raises LookupError without NLTK's POS tagger, we
+    report it as unsupported (``followed=None``).
+    """
+    from herl.rewards import score_if
+
+    common = checkers.import_isolated(checkers.IFBENCH_PARENT, "if_verifiable.common")
+    registry = checkers.ifbench_registry()
+    path = assets.eval_data_dir() / "ifbench" / "IFBench_test.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    compared = mismatched = skipped = 0
+    for i, row in enumerate(rows):
+        response = synthetic_response(i, row["prompt"])
+        truth = {"instruction_id_list": row["instruction_id_list"], "kwargs": row["kwargs"]}
+        ours = score_if(response, truth, "ifbench", prompt=row["prompt"])
+        if "words:start_verb" in row["instruction_id_list"]:
+            skipped += 1
+            continue
+        ref, _ = common.evaluate_instructions(
+            response, row["instruction_id_list"], row["kwargs"], row["prompt"], registry
+        )
+        for verdict, expected in zip(ours.constraints, ref, strict=True):
+            compared += 1
+            mismatched += verdict.followed != expected.strict_pass
+    return {
+        "ifbench_prompts": len(rows),
+        "ifbench_verdicts_compared": compared,
+        "ifbench_mismatched_verdicts": mismatched,
+        "ifbench_prompts_skipped_start_verb": skipped,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
@@ -172,7 +206,10 @@ def main(argv: list[str] | None = None) -> int:
         "ours_1_worker_s": round(t_one, 3),
         f"ours_{args.workers}_workers_s": round(t_n, 3),
         "pool_startup_s": round(t_pool, 3),
+        "reference_serial_cpu_s": round(cpu["ref"], 3),
+        "ours_1_worker_cpu_s": round(cpu["one"], 3),
         "speedup_vs_reference": round(t_ref / t_n, 2),
+        "speedup_1_worker_vs_reference_cpu": round(cpu["ref"] / cpu["one"], 2),
         "speedup_1_worker_vs_reference": round(t_ref / t_one, 2),
         "parallel_efficiency": round(t_one / (args.workers * t_n), 2),
         "verdicts_compared": 2 * n_instr,
@@ -188,6 +225,9 @@ def main(argv: list[str] | None = None) -> int:
         "loadavg_before": [round(x, 2) for x in load_before],
         "loadavg_after": [round(x, 2) for x in load_after],
     }
+    result.update(ifbench_agreement())
+    agree = agree and result["ifbench_mismatched_verdicts"] == 0
+    result["agreement_identical"] = agree
     for k, v in result.items():
         print(f"{k:32s} {v}")
     if args.json:
