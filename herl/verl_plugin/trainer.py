@@ -164,9 +164,15 @@ class HeRLTrainerSync(PPOTrainerSync):
         data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=fields)
         n = len(batch.keys)
         cols = {f: _rows_of(data[f], n) for f in fields}
-        ds = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id,
-                             select_fields=[f for f in _DATASET_FIELDS if f != "raw_prompt"])
-        ds_cols = {f: _rows_of(ds[f], n) for f in ds.keys()}  # noqa: SIM118  (TensorDict: iteration yields rows)
+        ds_cols: dict[str, list[Any]] = {}
+        for f in _DATASET_FIELDS:  # one by one: a dataset may lack extra_info or raw_prompt
+            if f == "raw_prompt":
+                continue
+            try:
+                got = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=[f])
+            except (ValueError, KeyError):
+                continue
+            ds_cols[f] = _rows_of(got[f], n)
         rows: list[Row] = []
         for i, key in enumerate(batch.keys):
             scores = cols["rm_scores"][i].float().tolist()
@@ -223,7 +229,8 @@ class HeRLTrainerSync(PPOTrainerSync):
                 responses[i, :len(ids)] = torch.tensor(ids, dtype=torch.long)
                 attn[i, p_len:p_len + len(ids)] = 1
             for k in non_tensor:
-                non_tensor[k].append(copy.deepcopy(row.extra.get(k)))
+                value = copy.deepcopy(row.extra.get(k))
+                non_tensor[k].append({} if value is None and k == "extra_info" else value)
         nt = {}
         for k, v in non_tensor.items():
             arr = np.empty(n, dtype=object)
