@@ -260,3 +260,10 @@ def test_package_import_is_light() -> None:
     code = "import sys, herl.rewards, herl.rewards.cli; print(sorted(m for m in ('nltk', 'langdetect', 'lm_eval') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_registries_have_the_published_ids() -> None:
+    ifeval, ifbench = checkers.ifeval_registry(), checkers.ifbench_registry()
+    assert len(ifeval) == 25 and "detectable_format:json_format" in ifeval
+    assert len(ifbench) == 58 and "words:start_verb" in ifbench
+    assert not set(ifeval) & set(ifbench)
