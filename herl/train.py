@@ -3,7 +3,8 @@
 Reads the HeRLJob YAML (the operator mounts it at ``/etc/herl/job.yaml``), validates it with the
 ``herl.api`` model, translates it into veRL Hydra overrides with the pure
 :func:`herl.verl_plugin.overrides.job_to_verl_overrides`, and replaces this process with
-``python -m verl.trainer.main_ppo <overrides...>`` via ``os.execv``: every override is one argv
+``python -m herl.verl_plugin.launch <overrides...>`` (veRL's PPO main with the TaskRunner pinned to the
+Ray head, where the metrics port is) via ``os.execv``: every override is one argv
 element, no shell ever parses them, and signals (preemption, SIGTERM from KubeRay) reach veRL
 directly. ``--dry-run`` prints the overrides, one per line, and exits.
 
@@ -21,21 +22,17 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from herl.errors import UserError
+
 DEFAULT_JOB_FILE = "/etc/herl/job.yaml"
 ENV_CHECKPOINT_DIR = "HERL_CHECKPOINT_DIR"
 
 
 def load_job(path: str | Path) -> object:
-    """Parse and validate a HeRLJob file; raises ValueError with the model's message on a bad spec."""
-    import yaml
+    """Parse and validate a HeRLJob file (the same checks as ``herl validate``); raises UserError."""
+    from herl.api.validate import load_job as _load
 
-    from herl.api.model import HeRLJob
-
-    with open(path, encoding="utf-8") as fh:
-        raw = yaml.safe_load(fh)
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: expected a HeRLJob mapping, got {type(raw).__name__}")
-    return HeRLJob.model_validate(raw)
+    return _load(path)
 
 
 def build_argv(job: object, env: dict[str, str] | None = None) -> list[str]:
@@ -45,7 +42,7 @@ def build_argv(job: object, env: dict[str, str] | None = None) -> list[str]:
     env = dict(os.environ) if env is None else env
     ckdir = env.get(ENV_CHECKPOINT_DIR) or None
     overrides = job_to_verl_overrides(job, checkpoint_dir=ckdir)  # type: ignore[arg-type]
-    return [sys.executable, "-m", "verl.trainer.main_ppo", *overrides]
+    return [sys.executable, "-m", "herl.verl_plugin.launch", *overrides]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -56,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         job = load_job(args.job)
         full = build_argv(job)
-    except (OSError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
+    except (OSError, ValueError, UserError) as exc:
         print(f"herl.train: {exc}", file=sys.stderr)
         return 2
     if args.dry_run:

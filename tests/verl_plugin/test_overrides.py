@@ -196,7 +196,7 @@ def test_hostile_path_is_one_literal_argv_element(tmp_path, monkeypatch):
     with pytest.raises(SystemExit):
         train.main(["--job", str(job_file)])
     argv = captured["argv"]
-    assert argv[:3] == [captured["exe"], "-m", "verl.trainer.main_ppo"]
+    assert argv[:3] == [captured["exe"], "-m", "herl.verl_plugin.launch"]
     items = [a for a in argv if a.startswith("actor_rollout_ref.model.path=")]
     assert len(items) == 1
     assert _resolve(items[0]) == path  # what veRL reads after Hydra parsing and OmegaConf resolution
@@ -261,3 +261,27 @@ def test_overrides_compose_with_verls_real_config():
     assert cfg.reward.custom_reward_function.reward_kwargs.model == "gpt-4o-mini"
     hs = hindsight_config_from_verl(cfg)
     assert hs.gamma == pytest.approx(0.1) and hs.revision_use_rollout_sampling and not hs.seeded_slots
+
+
+def test_launcher_pins_the_task_runner_to_the_ray_head(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The training loop must run where the metrics port is scraped (the head pod)."""
+    import verl.trainer.main_ppo as main_ppo
+
+    from herl.metrics.cluster import HEAD_RESOURCE
+    from herl.verl_plugin import launch
+
+    real = launch.task_runner_class()
+    assert hasattr(real, "remote")  # a real Ray option wrapper, built without a running cluster
+
+    seen: dict[str, object] = {}
+
+    class Spy:
+        @staticmethod
+        def options(**kwargs: object) -> str:
+            seen.update(kwargs)
+            return "pinned"
+
+    monkeypatch.setattr(main_ppo, "TaskRunnerV1", Spy)
+    assert launch.task_runner_class() == "pinned"
+    assert seen["resources"][HEAD_RESOURCE] > 0  # type: ignore[index]
+    assert Path(launch.CONFIG_DIR, "ppo_trainer.yaml").is_file()
