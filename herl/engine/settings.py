@@ -1,0 +1,97 @@
+"""HeRLJob spec → the settings the local engine runs with (one place, so both engines map alike).
+
+``herl.core`` has no from-spec constructor yet, so the spec → :class:`HindsightConfig` /
+:class:`LossConfig` mapping lives here (field-for-field, snake_case of the spec's camelCase).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from herl.core.config import HindsightConfig, LossConfig
+
+
+def hindsight_config_from_spec(spec: Any) -> HindsightConfig:
+    """``spec.algorithm.hindsight`` (resolved views) as the core's :class:`HindsightConfig`."""
+    h, rev, bonus = spec.hindsight_, spec.revision_, spec.bonus_
+    return HindsightConfig(
+        enabled=h.enabled,
+        threshold=h.threshold,
+        candidate_limit=h.candidate_limit,
+        revisions_per_candidate=h.revisions_per_candidate,
+        train_under=h.train_under,
+        incorporation=h.incorporation,
+        fallback=h.fallback,
+        prompt_template=h.prompt_template,
+        chat_template=h.chat_template,
+        revision_temperature=rev.temperature,
+        revision_top_p=rev.top_p,
+        revision_max_tokens=rev.max_tokens,
+        revision_use_rollout_sampling=rev.use_rollout_sampling,
+        gamma=h.gamma,
+        bonus_enabled=bonus.enabled,
+        bonus_alpha=bonus.alpha,
+        seeded_slots=h.seeded_slots,
+    )
+
+
+def loss_config_from_spec(spec: Any) -> LossConfig:
+    """``spec.algorithm`` clip / dual-clip / aggregation plus the HE shaping γ."""
+    a = spec.algorithm_
+    return LossConfig(clip_ratio=a.clip_ratio, dual_clip_c=a.dual_clip_c, gamma=spec.hindsight_.gamma,
+                      loss_agg_mode=a.loss_agg_mode)
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """Everything a training step needs, resolved from the spec once."""
+
+    hindsight: HindsightConfig
+    loss: LossConfig
+    group_size: int
+    batch_prompts: int
+    mini_batch_prompts: int
+    micro_batch_rows: int
+    ppo_epochs: int
+    lr: float
+    weight_decay: float
+    grad_clip: float
+    seed: int
+    temperature: float
+    top_p: float
+    max_prompt_length: int
+    max_response_length: int
+    max_instruction_length: int
+    kl_coef: float
+    kl_type: str
+    entropy_coeff: float
+
+    @property
+    def use_kl(self) -> bool:
+        return self.kl_coef > 0
+
+    @classmethod
+    def from_spec(cls, spec: Any) -> EngineSettings:
+        a, d, kl = spec.algorithm_, spec.data_, spec.kl_loss_
+        return cls(
+            hindsight=hindsight_config_from_spec(spec),
+            loss=loss_config_from_spec(spec),
+            group_size=a.group_size,
+            batch_prompts=a.train_batch_size,
+            mini_batch_prompts=min(a.mini_batch_size, a.train_batch_size),
+            micro_batch_rows=a.micro_batch_size_per_gpu,
+            ppo_epochs=a.ppo_epochs,
+            lr=a.learning_rate,
+            weight_decay=a.weight_decay,
+            grad_clip=a.grad_clip,
+            seed=a.seed,
+            temperature=spec.rollout_.temperature,
+            top_p=spec.rollout_.top_p,
+            max_prompt_length=d.max_prompt_length,
+            max_response_length=d.max_response_length,
+            max_instruction_length=d.max_instruction_length,
+            kl_coef=kl.coef if kl.enabled else 0.0,
+            kl_type=kl.type,
+            entropy_coeff=a.entropy_coeff,
+        )
