@@ -56,7 +56,9 @@ _NUMBER_WORDS = {
     "a hundred": 100,
     "one hundred": 100,
 }
-_NUM = r"(\d[\d,]*|" + "|".join(sorted((re.escape(w) for w in _NUMBER_WORDS), key=len, reverse=True)) + r")"
+_NUM = (
+    r"\b(\d[\d,]*|" + "|".join(sorted((re.escape(w) for w in _NUMBER_WORDS), key=len, reverse=True)) + r")\b"
+)
 
 _UNITS: dict[str, str] = {
     "words": r"words?|english words|tokens?",
