@@ -14,7 +14,10 @@ two in-process contenders are printed too (they hardly depend on load).
 
 Reports: the speed-up of ours (N workers) over the reference, the parallel efficiency
 ``t(1) / (N * t(N))``, the agreement (every strict and loose verdict must be identical), and the load
-average, since the machine may be shared.
+average, since the machine may be shared. When other processes keep the cores busy, wall times cannot
+show parallel gains, so we also account the work itself: the CPU seconds each worker spent on its rows
+(``worker_cpu_s``), their balance ``sum / (N * max)``, and the projected speed-up on idle cores,
+``reference CPU / max worker CPU`` (an upper bound: it leaves out IPC in the parent).
 
     .venv/bin/python bench/reward_bench.py [--workers 2] [--repeats 5] [--json OUT.json]
 """
@@ -169,7 +172,14 @@ def main(argv: list[str] | None = None) -> int:
     ref_strict, ref_loose = outs["ref"]
     s1, l1 = outs["one"]
     sn, ln = outs["many"]
+    # Work accounting, independent of other load: CPU seconds per worker for the same rows.
+    pairs = [(r, responses[r.prompt]) for r in rows]
+    timed = batch.parallel_map(ifeval_eval.evaluate_row_timed, pairs, workers=args.workers)
+    per_worker: dict[int, float] = {}
+    for *_, seconds, pid in timed:
+        per_worker[pid] = per_worker.get(pid, 0.0) + seconds
     batch.shutdown_pool()
+    work_total, work_max = sum(per_worker.values()), max(per_worker.values())
     load_after = os.getloadavg()
 
     ours = [
@@ -212,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
         "speedup_1_worker_vs_reference_cpu": round(cpu["ref"] / cpu["one"], 2),
         "speedup_1_worker_vs_reference": round(t_ref / t_one, 2),
         "parallel_efficiency": round(t_one / (args.workers * t_n), 2),
+        "worker_cpu_s": sorted(round(v, 3) for v in per_worker.values()),
+        "work_balance": round(work_total / (args.workers * work_max), 2),
+        "projected_idle_speedup_vs_reference": round(cpu["ref"] / work_max, 2),
         "verdicts_compared": 2 * n_instr,
         "agreement_identical": agree,
         "mismatched_deterministic_verdicts": mismatches,

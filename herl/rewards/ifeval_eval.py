@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -105,6 +107,14 @@ def evaluate_row(pair: tuple[IFEvalInput, str]) -> tuple[list[bool], list[bool]]
         strict.append(ok)
         loose.append(ok or any(_safe_check(instruction, v) for v in variants))
     return strict, loose
+
+
+def evaluate_row_timed(pair: tuple[IFEvalInput, str]) -> tuple[list[bool], list[bool], float, int]:
+    """:func:`evaluate_row` plus the CPU seconds it took and the worker's pid (for the benchmark's
+    load-independent work accounting)."""
+    t0 = time.process_time()
+    strict, loose = evaluate_row(pair)
+    return strict, loose, time.process_time() - t0, os.getpid()
 
 
 def evaluate(
