@@ -15,6 +15,7 @@ Order is preserved and work is sent in chunks (a few per worker) to keep the IPC
 from __future__ import annotations
 
 import atexit
+import logging
 import math
 import multiprocessing as mp
 import os
@@ -22,12 +23,15 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from herl.rewards import checkers
 from herl.rewards.instruction_following import score_if
 from herl.rewards.types import RewardResult
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -117,6 +121,14 @@ def shutdown_pool() -> None:
         _pool, _pool_workers = None, 0
 
 
+def _discard_pool() -> None:
+    global _pool, _pool_workers
+    with _pool_lock:
+        if _pool is not None:
+            _pool.shutdown(wait=False, cancel_futures=True)
+        _pool, _pool_workers = None, 0
+
+
 atexit.register(shutdown_pool)
 
 
@@ -134,12 +146,19 @@ def parallel_map(
         return [func(x) for x in items]
     size = chunksize or max(1, math.ceil(len(items) / (n * CHUNKS_PER_WORKER)))
     chunks = [items[i : i + size] for i in range(0, len(items), size)]
-    pool = get_pool(n)
-    futures = [pool.submit(_apply_chunk, func, chunk) for chunk in chunks]
-    out: list[R] = []
-    for fut in futures:
-        out.extend(fut.result())
-    return out
+    try:
+        pool = get_pool(n)
+        futures = [pool.submit(_apply_chunk, func, chunk) for chunk in chunks]
+        out: list[R] = []
+        for fut in futures:
+            out.extend(fut.result())
+        return out
+    except BrokenProcessPool as exc:
+        # A worker died (OOM killer, signal). Scoring must not stop training: drop the pool (the next
+        # batch builds a fresh one) and score this batch here.
+        log.warning("reward worker pool broke (%s); scoring %d items in-process", exc, len(items))
+        _discard_pool()
+        return [func(x) for x in items]
 
 
 def _as_item(item: ScoreItem | Mapping[str, Any] | Sequence[Any]) -> ScoreItem:

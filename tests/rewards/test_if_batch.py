@@ -65,3 +65,20 @@ def test_serial_path_uses_no_pool() -> None:
     )
     assert results[0].score == 1.0
     assert batch._pool is None
+
+
+def _die_in_worker(x: int) -> int:
+    import os
+
+    if os.getpid() != x:  # in a worker process: simulate the OOM killer
+        os._exit(1)
+    return x
+
+
+def test_broken_pool_falls_back_to_serial() -> None:
+    import os
+
+    me = os.getpid()
+    assert batch.parallel_map(_die_in_worker, [me] * 40, workers=2) == [me] * 40
+    assert batch._pool is None  # discarded; the next batch builds a fresh one
+    assert len(score_batch(_items(), workers=2)) == len(_items())
