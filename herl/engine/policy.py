@@ -203,8 +203,11 @@ def count_params(config: Any) -> int:
 
 def estimate_memory(config: Any, n_params: int, *, gen_rows: int, micro_rows: int, prompt_len: int,
                     response_len: int, use_reference: bool, chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
-                    bytes_per: int = 4) -> MemoryEstimate:
-    """Peak memory estimate for fp32 training on one device (generation and training do not overlap)."""
+                    bytes_per: int = 4, grad_checkpointing: bool = False) -> MemoryEstimate:
+    """Peak memory estimate for fp32 training on one device (generation and training do not overlap).
+
+    With gradient checkpointing only each layer's input is kept per layer, plus one layer's full set
+    during its recomputation."""
     layers = int(getattr(config, "num_hidden_layers", 1))
     hidden = int(getattr(config, "hidden_size", 1))
     inter = int(getattr(config, "intermediate_size", 4 * hidden) or 4 * hidden)
@@ -217,8 +220,13 @@ def estimate_memory(config: Any, n_params: int, *, gen_rows: int, micro_rows: in
     gen = kv + gen_rows * vocab * bytes_per * 4
     # Saved activations per token and layer (attention in/out, MLP in/gate/up/out, norms) + attention
     # scores (eager upper bound) + the LM-head chunk (logits, softmax, grad).
-    act = micro_rows * seq * layers * (12 * hidden + 3 * inter) * bytes_per
-    att = micro_rows * heads * seq * seq * bytes_per * 2
+    per_layer = (12 * hidden + 3 * inter) * bytes_per
+    if grad_checkpointing:
+        act = micro_rows * seq * (layers * hidden * bytes_per + per_layer)
+        att = micro_rows * heads * seq * seq * bytes_per * 2
+    else:
+        act = micro_rows * seq * layers * per_layer
+        att = micro_rows * heads * seq * seq * bytes_per * 2 * layers
     head = chunk_tokens * vocab * bytes_per * 3
     weights = n_params * bytes_per
     return MemoryEstimate(params=n_params, weights=weights, optimizer=3 * weights,

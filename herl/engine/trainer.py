@@ -60,6 +60,7 @@ log = logging.getLogger(__name__)
 
 IF_SOURCES = ("ifeval", "ifbench", "muldimif")
 METRICS_FILE = "metrics.jsonl"
+GRAD_CKPT_BYTES = 1 << 30
 PLOT_FILE = "reward_curve.png"
 
 
@@ -241,10 +242,18 @@ class LocalTrainer:
         hs = s.hindsight
         gen_rows = s.batch_prompts * s.group_size
         micro = min(s.micro_batch_rows, s.mini_batch_prompts * (s.group_size + 1))
-        est = policy.estimate_memory(
-            config, n_params, gen_rows=gen_rows, micro_rows=micro,
-            prompt_len=s.max_prompt_length if hs.enabled else limit, response_len=s.max_response_length,
-            use_reference=s.use_kl, chunk_tokens=self.chunk_tokens)
+
+        def estimate(ckpt_on: bool) -> policy.MemoryEstimate:
+            return policy.estimate_memory(
+                config, n_params, gen_rows=gen_rows, micro_rows=micro,
+                prompt_len=s.max_prompt_length if hs.enabled else limit, response_len=s.max_response_length,
+                use_reference=s.use_kl, chunk_tokens=self.chunk_tokens, grad_checkpointing=ckpt_on)
+
+        # Gradient checkpointing trades ~1 extra forward for most of the activation memory: on when the
+        # activations of one micro-batch could pass GRAD_CKPT_BYTES (HERL_GRAD_CKPT=0/1 forces it).
+        forced = os.environ.get("HERL_GRAD_CKPT", "")
+        self.grad_ckpt = forced == "1" or (forced != "0" and estimate(False).training > GRAD_CKPT_BYTES)
+        est = estimate(self.grad_ckpt)
         warn = policy.check_memory(est, self.device, f"batch {s.batch_prompts} prompts × {s.group_size} "
                                    f"responses (micro-batch {s.micro_batch_rows} rows)")
         self.memory_estimate = est
@@ -252,6 +261,9 @@ class LocalTrainer:
             self.echo(f"herl train: warning: {warn}")
 
         # Work starts here.
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
         if self.device.type == "cpu":
             torch.set_num_threads(self.threads or int(os.environ.get("HERL_THREADS", "0")) or default_threads())
         from transformers import AutoModelForCausalLM
@@ -266,6 +278,8 @@ class LocalTrainer:
             str(load_from), dtype=torch.float32, trust_remote_code=self.spec.model.trust_remote_code
         ).to(self.device)
         self.model.train()
+        if self.grad_ckpt:
+            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if hasattr(self.model.config, "use_cache"):
             self.model.config.use_cache = True
         if s.use_kl:
