@@ -116,7 +116,7 @@ async def main(n: int) -> dict[str, Any]:
     async with kmock.KubernetesEmulator() as emu, kmock.Server(emu):
         declare_resources(emu)
         url = str(emu.url)
-        client = KubeClient(url, max_concurrency=64)
+        client = KubeClient(url, max_concurrency=64, timeout=120)
         proc = _start_operator(url)
         try:
             # Warm-up: the operator is ready when a first job gets its RayJob.
@@ -143,7 +143,7 @@ async def main(n: int) -> dict[str, Any]:
                 proc.kill()
             t2 = time.monotonic()
             proc = _start_operator(url)
-            fin2, peak3 = await _wait(emu, names2, {k: t2 for k in names2}, proc, 300)
+            _fin2, peak3 = await _wait(emu, names2, {k: t2 for k in names2}, proc, 300)
             recover = time.monotonic() - t2
             all_names = ["warm-0000", *names, *names2]
             done, rayjobs = _state(emu, all_names)
