@@ -21,6 +21,7 @@ ENTRYPOINT = "python -m herl.train --job /etc/herl/job.yaml"
 CONFIG_DIR = "/etc/herl"
 JOB_FILE = f"{CONFIG_DIR}/job.yaml"
 CHECKPOINT_MOUNT = "/checkpoints"
+HEAD_RAY_CPUS = "1"
 RAY_VERSION = "2.49.0"  # the Ray version inside the trainer image (KubeRay gates features on it)
 RAYJOB_MAX_NAME = 47  # KubeRay: 63 - len("-head-svc") - 6 random chars, rounded as documented
 
@@ -246,7 +247,10 @@ def build_rayjob(job: HeRLJob, ctx: Context) -> JSON:
         "rayClusterSpec": {
             "rayVersion": RAY_VERSION,
             "headGroupSpec": {
-                "rayStartParams": {"num-cpus": "0", "num-gpus": "0", "dashboard-host": "0.0.0.0"},
+                # One logical CPU on the head: veRL's TaskRunner (the training loop, which serves the
+                # herl-metrics port) is pinned there by herl.verl_plugin.launch and needs 1 CPU to be
+                # scheduled; GPU work stays on the workers.
+                "rayStartParams": {"num-cpus": HEAD_RAY_CPUS, "num-gpus": "0", "dashboard-host": "0.0.0.0"},
                 "template": _pod_template(job, ctx, head=True),
             },
             "workerGroupSpecs": [{

@@ -66,7 +66,8 @@ def test_sample_rayjob_validates_against_kuberay_crd(path: Path, rayjob_schema: 
     assert spec["entrypoint"] == b.ENTRYPOINT
     assert spec["shutdownAfterJobFinishes"] is True and spec["submissionMode"] == "K8sJobMode"
     head = spec["rayClusterSpec"]["headGroupSpec"]
-    assert head["rayStartParams"]["num-cpus"] == "0"
+    # Exactly room for veRL's TaskRunner, pinned to the head where the metrics port is scraped.
+    assert head["rayStartParams"]["num-cpus"] == "1"
     assert "nvidia.com/gpu" not in json.dumps(head)
     worker = spec["rayClusterSpec"]["workerGroupSpecs"][0]
     limits = worker["template"]["spec"]["containers"][0]["resources"]["limits"]
