@@ -147,7 +147,10 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", default=str(ROOT / "runs" / "bench" / "hindsight_overhead.json"))
     a = p.parse_args()
-    result: dict[str, Any] = {"loadavg_start": os.getloadavg()}
+    import torch
+
+    torch.set_num_threads(a.threads)
+    result: dict[str, Any] = {"loadavg_start": os.getloadavg(), "threads": a.threads}
     result["stage"] = stage_cpu(a.repeats, a.groups, a.group_size)
     print("stage CPU:", json.dumps(result["stage"]), flush=True)
     if a.model != "none":

@@ -94,6 +94,12 @@ def fetch_asset_model(name: str) -> Path:
         raise UserError(f"cannot fetch {SCHEME}{key}: {exc}") from None
 
 
+def asset_cached(name: str) -> bool:
+    """True when asset model ``name`` is already converted (False for unknown names too)."""
+    key = CLI_ALIASES.get(name, name)
+    return key in ASSET_MODELS and (models_root() / ASSET_MODELS[key][0] / MARKER).exists()
+
+
 def verify_model_dir(path: Path) -> list[str]:
     """Files whose sha256 differs from the one recorded at conversion (empty list: intact)."""
     record = json.loads((path / CHECKSUM_FILE).read_text())

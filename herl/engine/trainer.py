@@ -199,6 +199,10 @@ class LocalTrainer:
         s = self.settings
         from transformers import AutoConfig, AutoTokenizer
 
+        from herl.engine.models import SCHEME, asset_cached
+
+        if self.spec.model.path.startswith(SCHEME) and not asset_cached(self.spec.model.path[len(SCHEME):]):
+            self.echo(f"herl train: converting {self.spec.model.path} once into the local cache (about a minute)")
         model_dir = resolve_model_path(self.spec.model.path)
         tok_dir = Path(self.spec.model.tokenizer_path) if self.spec.model.tokenizer_path else model_dir
         if not tok_dir.is_dir():
@@ -486,9 +490,15 @@ class LocalTrainer:
         timing["adv"] = time.perf_counter() - t
 
         # 5. old (and reference) log-probs
-        t = time.perf_counter()
-        old_lp, entropies = self._logprobs(self.model, rows, with_entropy=True)
-        timing["old_log_prob"] = time.perf_counter() - t
+        # With ONE optimiser step per training step (one mini-batch, one PPO epoch) π_old is the current
+        # policy at update time, so old log-probs are the detached training-pass ones (veRL does the
+        # same); a separate no-grad pass is only needed when earlier updates change the policy.
+        entropies: list[torch.Tensor] = []
+        old_lp: list[torch.Tensor] | None = None
+        if not self.single_update:
+            t = time.perf_counter()
+            old_lp, entropies = self._logprobs(self.model, rows, with_entropy=True)
+            timing["old_log_prob"] = time.perf_counter() - t
         ref_lp: list[torch.Tensor] | None = None
         if s.use_kl:
             t = time.perf_counter()
@@ -498,16 +508,22 @@ class LocalTrainer:
 
         # 6. update (the step is committed from here on: Ctrl-C waits for it)
         t = time.perf_counter()
-        upd = self._update(rows, groups_rows, adv_rows, old_lp, ref_lp, timing)
+        upd = self._update(rows, groups_rows, adv_rows, old_lp, ref_lp, timing, entropies)
         timing["update_actor"] = time.perf_counter() - t
         timing["step"] = time.perf_counter() - t_step
 
         self.cursor += s.batch_prompts
         return self._step_metrics(step, originals, rows, stage_metrics, upd, entropies, timing)
 
+    @property
+    def single_update(self) -> bool:
+        """One optimiser step per training step: every group fits one mini-batch, one PPO epoch."""
+        s = self.settings
+        return s.ppo_epochs == 1 and s.mini_batch_prompts >= s.batch_prompts
+
     def _update(self, rows: list[TrainRow], groups_rows: list[list[TrainRow]], adv_rows: list[float],
-                old_lp: list[torch.Tensor], ref_lp: list[torch.Tensor] | None,
-                timing: dict[str, float]) -> dict[str, float]:
+                old_lp: list[torch.Tensor] | None, ref_lp: list[torch.Tensor] | None,
+                timing: dict[str, float], entropies: list[torch.Tensor]) -> dict[str, float]:
         s = self.settings
         dev = self.device
         # Mini-batches are whole groups (mini_batch_prompts groups each), in order, like veRL's split.
@@ -540,9 +556,13 @@ class LocalTrainer:
                     logp, ent, mask = policy.response_log_probs(
                         self.model, [r.prompt_ids for r in chunk], [r.response_ids for r in chunk],
                         pad_id=self.pad_id, temperature=s.temperature, chunk_tokens=self.chunk_tokens,
-                        with_entropy=s.entropy_coeff > 0, autocast_dtype=self.autocast)
+                        with_entropy=s.entropy_coeff > 0 or old_lp is None, autocast_dtype=self.autocast)
                     width = logp.shape[1]
-                    old = _pad_rows([old_lp[i] for i in sel], width, dev)
+                    if old_lp is None:
+                        old = logp.detach()
+                        entropies.extend(ent[j, :len(r.response_ids)].detach() for j, r in enumerate(chunk))
+                    else:
+                        old = _pad_rows([old_lp[i] for i in sel], width, dev)
                     advm = torch.tensor([adv_rows[i] for i in sel], dtype=torch.float32, device=dev)
                     advm = advm.unsqueeze(-1) * mask.float()
                     he = build_he_mask(mask, [j for j, r in enumerate(chunk) if r.he])

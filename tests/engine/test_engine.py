@@ -299,3 +299,82 @@ def test_memory_estimate_is_modest_for_the_demo() -> None:
     if huge is not None:
         with pytest.raises(UserError, match="out-of-memory guard"):
             policy.check_memory(huge, torch.device("cpu"), "x")
+
+
+# ------------------------------------------------------------------------- outcomes -> training rows
+
+
+def _result(score: float, n: int = 2) -> RewardResult:
+    from herl.rewards.types import ConstraintVerdict
+
+    met = round(score * n)
+    cons = tuple(ConstraintVerdict(id=f"c{i}", description=f"constraint {i}", followed=i < met) for i in range(n))
+    return RewardResult(score=score, dense=score, all_met=met == n, constraints=cons, data_source="ifeval")
+
+
+@pytest.mark.parametrize(("incorporation", "rev_score", "kind"),
+                         [("replace", 1.0, "he"), ("append", 1.0, "he"), ("replace", 0.0, "duplicate")])
+def test_apply_outcomes_matches_core_rewards(incorporation: str, rev_score: float, kind: str) -> None:
+    from herl.core import Rollout, RolloutGroup, run_hindsight_stage, slot_rng
+    from herl.core.config import HindsightConfig
+    from herl.engine.tiny import tiny_tokenizer
+    from herl.engine.trainer import TrainRow, apply_outcomes
+
+    tok = tiny_tokenizer()
+    scores = [0.5, 0.0, 0.5, 0.0]
+    rows = [[TrainRow(uid="g0", prompt_ids=[7, 8, 9], response_ids=[10 + j] * (3 + j), result=_result(s),
+                      reward=s) for j, s in enumerate(scores)]]
+    groups = [RolloutGroup(uid="g0", prompt="Write about rain.",
+                           rollouts=tuple(Rollout(response=f"draft {j}", reward=r.result) for j, r in enumerate(rows[0])),
+                           record=None)]
+    cfg = HindsightConfig(incorporation=incorporation)  # type: ignore[arg-type]
+    gen_ids: list[list[int]] = []
+
+    def generate_fn(prompts: list[str], sampling: Any) -> list[str]:
+        gen_ids.extend([[20, 21, 22]] * len(prompts))
+        return ["revised"] * len(prompts)
+
+    res = run_hindsight_stage(groups, generate_fn, lambda items: [_result(rev_score)] * len(items), cfg,
+                              slot_rng(0, 1))
+    new = apply_outcomes(res, rows, gen_ids, 1, encode_raw=lambda s: tok(s, add_special_tokens=False)["input_ids"],
+                         eos_id=tok.eos_token_id, pad_id=tok.pad_token_id, max_prompt_length=400,
+                         max_response_length=8)
+    oc = res.outcomes[0]
+    assert len(new[0]) == (5 if incorporation == "append" else 4)
+    # the engine's per-row rewards (BR spread over tokens, then the slot written) equal the core's scalars
+    assert [r.reward for r in new[0]] == pytest.approx(list(oc.rewards), abs=1e-9)
+    assert oc.bonus  # the two tied-best drafts were revised: BR moved their rewards
+    written = new[0][oc.slot]
+    assert written.kind == kind
+    if kind == "he":
+        assert written.he and written.response_ids == [20, 21, 22, tok.eos_token_id]
+        assert "revision assistant" in tok.decode(written.prompt_ids)
+    else:
+        src = rows[0][oc.row.source]
+        assert not written.he and written.response_ids == src.response_ids and written.prompt_ids == [7, 8, 9]
+    assert rows[0][0].reward == 0.5  # inputs are not mutated
+
+
+def test_single_update_reuses_training_log_probs(tiny_dir: Path, tmp_path: Path) -> None:
+    """One mini-batch, one epoch: old log-probs = the detached training pass (no extra forward), with the
+    same update as the separate no-grad pass."""
+
+    class SeparatePass(VariedReward):
+        @property
+        def single_update(self) -> bool:
+            return False
+
+    job = make_job(tiny_dir, **{"algorithm.miniBatchSize": 2, "algorithm.microBatchSizePerGpu": 3})
+    fast = VariedReward(job, tmp_path / "a", progress=False, threads=1, echo=lambda s: None)
+    slow = SeparatePass(job, tmp_path / "b", progress=False, threads=1, echo=lambda s: None)
+    assert fast.single_update and not slow.single_update
+    metrics = []
+    for tr in (fast, slow):
+        tr.prepare()
+        metrics.append(tr.train_step(1))
+    assert "timing_s/old_log_prob" not in metrics[0] and "timing_s/old_log_prob" in metrics[1]
+    assert metrics[0]["actor/grad_norm"] > 0
+    assert metrics[0]["actor/entropy"] == pytest.approx(metrics[1]["actor/entropy"], rel=1e-5)
+    pf, ps = params(fast.model), params(slow.model)
+    for k in pf:
+        torch.testing.assert_close(pf[k], ps[k], rtol=0, atol=1e-6)
