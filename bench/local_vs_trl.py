@@ -103,7 +103,7 @@ def run_trl(a: argparse.Namespace) -> dict[str, Any]:
     n = a.prompts * a.group
     cfg = GRPOConfig(
         output_dir=str(Path(a.workdir) / "trl"), per_device_train_batch_size=n, num_generations=a.group,
-        generation_batch_size=n, gradient_accumulation_steps=1, steps_per_generation=1,
+        gradient_accumulation_steps=1, steps_per_generation=1,
         max_completion_length=a.tokens, temperature=1.0, top_p=1.0, beta=0.0, learning_rate=1e-6,
         max_steps=a.steps, logging_steps=1, save_strategy="no", report_to=[], use_cpu=True, bf16=False,
         seed=a.seed, num_iterations=1, dataloader_num_workers=0, disable_tqdm=True,
@@ -146,7 +146,7 @@ def main() -> int:
         return 0
     results: dict[str, Any] = {"config": {k: v for k, v in vars(a).items() if k not in ("child", "out")},
                                "loadavg_start": os.getloadavg()}
-    for side in ([a.only] if a.only else ["ours", "trl"]):
+    for side in ([a.only] if a.only else ["trl", "ours"]):
         cmd = [sys.executable, __file__, "--child", side] + [x for k, v in vars(a).items()
                                                            if k not in ("child", "only", "out")
                                                            for x in (f"--{k}", str(v))]
@@ -156,7 +156,9 @@ def main() -> int:
         line = next((x for x in proc.stdout.splitlines() if x.startswith("@@RESULT ")), None)
         if proc.returncode != 0 or line is None:
             print(proc.stdout[-3000:], proc.stderr[-5000:], file=sys.stderr)
-            raise SystemExit(f"{side} failed (rc {proc.returncode})")
+            Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(a.out).write_text(json.dumps(results, indent=1) + "\n")
+            raise SystemExit(f"{side} failed (rc {proc.returncode}); partial results in {a.out}")
         res = json.loads(line[len("@@RESULT "):])
         res["total_wall_s"] = time.perf_counter() - t
         res["settled_step_s"] = settled(res["steps"], a.warmup)

@@ -127,6 +127,7 @@ def response_log_probs(
     chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
     with_entropy: bool = False,
     autocast_dtype: torch.dtype | None = None,
+    head_budget_bytes: int = 256 << 20,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(log_probs, entropy, response_mask), each ``(rows, max_response_len)``, of each response under
     ITS OWN prompt. Differentiable when grad is enabled; padded positions are 0."""
@@ -151,10 +152,13 @@ def response_log_probs(
     flat_t = r_ids.to(device)[r_mask_d]
     inv_temp = 1.0 / temperature if temperature > 0 else 1.0
     lps, ents = [], []
-    grad = torch.is_grad_enabled()
+    # Checkpoint the head only when this micro-batch's logits (+ softmax + grad) would be large: the
+    # recomputation costs one more LM-head matmul, about a fifth of a small model's forward.
+    vocab = int(getattr(head, "out_features", 0) or head.weight.shape[0])
+    grad = torch.is_grad_enabled() and flat_h.shape[0] * vocab * 12 > head_budget_bytes
     for s in range(0, flat_h.shape[0], chunk_tokens):
         hc, tc = flat_h[s:s + chunk_tokens], flat_t[s:s + chunk_tokens]
-        if grad:
+        if grad:  # with grad enabled and a small batch, chunks run plainly (autograd keeps their logits)
             lp, ent = checkpoint(_chunk_logp, head, hc, tc, inv_temp, with_entropy, use_reentrant=False)
         else:
             lp, ent = _chunk_logp(head, hc, tc, inv_temp, with_entropy)
@@ -190,6 +194,56 @@ class MemoryEstimate:
         return (f"{self.total / GIB:.1f} GiB (weights {self.weights / GIB:.2f}, grads+AdamW "
                 f"{self.optimizer / GIB:.2f}, reference {self.reference / GIB:.2f}, generation KV "
                 f"{self.generation / GIB:.2f}, training activations {self.training / GIB:.2f})")
+
+
+@dataclass(frozen=True)
+class ActivationModel:
+    """Saved-activation bytes of a training forward (fp32, no recomputation), from the config."""
+
+    layers: int
+    per_token_layer: int
+    heads: int
+    hidden: int
+
+    @classmethod
+    def from_config(cls, config: Any, bytes_per: int = 4) -> ActivationModel:
+        hidden = int(getattr(config, "hidden_size", 1))
+        inter = int(getattr(config, "intermediate_size", 4 * hidden) or 4 * hidden)
+        return cls(layers=int(getattr(config, "num_hidden_layers", 1)),
+                   per_token_layer=(12 * hidden + 3 * inter) * bytes_per,
+                   heads=int(getattr(config, "num_attention_heads", 1)), hidden=hidden)
+
+    def bytes(self, rows: int, seq: int, checkpointing: bool = False) -> int:
+        att = rows * self.heads * seq * seq * 8
+        if checkpointing:
+            return rows * seq * (self.layers * self.hidden * 4 + self.per_token_layer) + att
+        return rows * seq * self.layers * self.per_token_layer + att * self.layers
+
+    def rows_within(self, seq: int, budget: int) -> int:
+        """How many rows of length ``seq`` fit ``budget`` without recomputation (0: not even one)."""
+        one = self.bytes(1, seq)
+        return int(budget // one) if one > 0 else 1 << 30
+
+
+def split_for_budget(lengths: Sequence[tuple[int, int]], model: ActivationModel, budget: int
+                     ) -> list[tuple[list[int], bool]]:
+    """Split one micro-batch (``(prompt_len, response_len)`` per row, in order) into consecutive pieces
+    whose activations fit ``budget``; a row that does not fit alone runs with gradient checkpointing
+    (flag True). The loss is aggregated with the whole mini-batch's token count, so how a micro-batch
+    is split never changes the gradient."""
+    out: list[tuple[list[int], bool]] = []
+    cur: list[int] = []
+    p_max = r_max = 0
+    for i, (p, r) in enumerate(lengths):
+        np_, nr = max(p_max, p), max(r_max, r)
+        if cur and model.bytes(len(cur) + 1, np_ + nr) > budget:
+            out.append((cur, model.bytes(len(cur), p_max + r_max) > budget))
+            cur, np_, nr = [], p, r
+        cur.append(i)
+        p_max, r_max = np_, nr
+    if cur:
+        out.append((cur, model.bytes(len(cur), p_max + r_max) > budget))
+    return out
 
 
 def count_params(config: Any) -> int:

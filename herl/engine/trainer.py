@@ -28,7 +28,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +60,7 @@ log = logging.getLogger(__name__)
 
 IF_SOURCES = ("ifeval", "ifbench", "muldimif")
 METRICS_FILE = "metrics.jsonl"
-GRAD_CKPT_BYTES = 1 << 30
+ACT_BUDGET_BYTES = 768 << 20
 PLOT_FILE = "reward_curve.png"
 
 
@@ -253,11 +253,20 @@ class LocalTrainer:
                 prompt_len=s.max_prompt_length if hs.enabled else limit, response_len=s.max_response_length,
                 use_reference=s.use_kl, chunk_tokens=self.chunk_tokens, grad_checkpointing=ckpt_on)
 
-        # Gradient checkpointing trades ~1 extra forward for most of the activation memory: on when the
-        # activations of one micro-batch could pass GRAD_CKPT_BYTES (HERL_GRAD_CKPT=0/1 forces it).
-        forced = os.environ.get("HERL_GRAD_CKPT", "")
-        self.grad_ckpt = forced == "1" or (forced != "0" and estimate(False).training > GRAD_CKPT_BYTES)
-        est = estimate(self.grad_ckpt)
+        # Activation budget: micro-batches are split further so each piece's saved activations fit
+        # ACT_BUDGET_BYTES; a single row too long for it runs with gradient checkpointing (one extra
+        # forward). HERL_GRAD_CKPT=1 checkpoints always, =0 never splits (spec micro-batches as given).
+        self.act_model = policy.ActivationModel.from_config(config)
+        self.act_budget = int(float(os.environ.get("HERL_ACT_BUDGET_MB", "0")) * (1 << 20)) or ACT_BUDGET_BYTES
+        self.ckpt_mode = os.environ.get("HERL_GRAD_CKPT", "auto")
+        seq_max = (s.max_prompt_length if hs.enabled else limit) + s.max_response_length
+        if self.ckpt_mode == "0":
+            est = estimate(False)
+        else:
+            one_row = self.act_model.bytes(1, seq_max) > self.act_budget or self.ckpt_mode == "1"
+            est = estimate(True) if one_row else estimate(False)
+            if not one_row:
+                est = replace(est, training=min(est.training, self.act_budget + est.training // max(micro, 1)))
         warn = policy.check_memory(est, self.device, f"batch {s.batch_prompts} prompts × {s.group_size} "
                                    f"responses (micro-batch {s.micro_batch_rows} rows)")
         self.memory_estimate = est
@@ -282,8 +291,9 @@ class LocalTrainer:
             str(load_from), dtype=torch.float32, trust_remote_code=self.spec.model.trust_remote_code
         ).to(self.device)
         self.model.train()
-        if self.grad_ckpt:
-            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        self._ckpt_on = False
+        if self.ckpt_mode == "1":
+            self._set_ckpt(True)
         if hasattr(self.model.config, "use_cache"):
             self.model.config.use_cache = True
         if s.use_kl:
@@ -549,9 +559,9 @@ class LocalTrainer:
                 tokens = float(sum(len(rows[i].response_ids) for i in mb_rows))
                 seqs = float(sum(1 for i in mb_rows if rows[i].response_ids))
                 self.optimizer.zero_grad(set_to_none=True)
-                for ms in range(0, len(mb_rows), s.micro_batch_rows):
-                    sel = mb_rows[ms:ms + s.micro_batch_rows]
+                for ms, sel, ckpt_on in self._micro_batches(rows, mb_rows):
                     chunk = [rows[i] for i in sel]
+                    self._set_ckpt(ckpt_on)
                     t = time.perf_counter()
                     logp, ent, mask = policy.response_log_probs(
                         self.model, [r.prompt_ids for r in chunk], [r.response_ids for r in chunk],
@@ -607,6 +617,28 @@ class LocalTrainer:
         out["actor/grad_norm"] = float(np.mean(grad_norms)) if grad_norms else 0.0
         out["actor/lr"] = s.lr
         out["actor/updates"] = float(n_updates)
+        return out
+
+    def _set_ckpt(self, on: bool) -> None:
+        if on != self._ckpt_on:
+            if on:
+                self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            else:
+                self.model.gradient_checkpointing_disable()
+            self._ckpt_on = on
+
+    def _micro_batches(self, rows: list[TrainRow], mb_rows: list[int]) -> list[tuple[int, list[int], bool]]:
+        """(index, rows, checkpointing) per micro-batch: the spec's micro-batches, split to fit the
+        activation budget (see :func:`policy.split_for_budget`)."""
+        out: list[tuple[int, list[int], bool]] = []
+        for ms in range(0, len(mb_rows), self.settings.micro_batch_rows):
+            sel = mb_rows[ms:ms + self.settings.micro_batch_rows]
+            if self.ckpt_mode in ("0", "1"):
+                out.append((len(out), sel, self.ckpt_mode == "1"))
+                continue
+            lengths = [(len(rows[i].prompt_ids), len(rows[i].response_ids)) for i in sel]
+            for piece, ckpt_on in policy.split_for_budget(lengths, self.act_model, self.act_budget):
+                out.append((len(out), [sel[j] for j in piece], ckpt_on))
         return out
 
     def _step_metrics(self, step: int, originals: list[TrainRow], rows: list[TrainRow],

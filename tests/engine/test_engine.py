@@ -378,3 +378,28 @@ def test_single_update_reuses_training_log_probs(tiny_dir: Path, tmp_path: Path)
     pf, ps = params(fast.model), params(slow.model)
     for k in pf:
         torch.testing.assert_close(pf[k], ps[k], rtol=0, atol=1e-6)
+
+
+def test_split_for_budget() -> None:
+    m = policy.ActivationModel(layers=2, per_token_layer=100, heads=1, hidden=4)
+    lengths = [(10, 5), (10, 5), (10, 5), (200, 50)]
+    one = m.bytes(1, 15)
+    pieces = policy.split_for_budget(lengths, m, budget=2 * one + 1)
+    assert pieces == [([0, 1], False), ([2], False), ([3], True)]
+    assert policy.split_for_budget(lengths, m, budget=10**12) == [([0, 1, 2, 3], False)]
+
+
+def test_budget_split_and_checkpointing_keep_the_update(tiny_dir: Path, tmp_path: Path) -> None:
+    """Micro-batches split to one row each, every row under gradient checkpointing: same update."""
+    job = make_job(tiny_dir, **{"algorithm.miniBatchSize": 2, "algorithm.microBatchSizePerGpu": 8})
+    whole = VariedReward(job, tmp_path / "a", progress=False, threads=1, echo=lambda s: None)
+    split = VariedReward(job, tmp_path / "b", progress=False, threads=1, echo=lambda s: None)
+    whole.prepare()
+    split.prepare()
+    split.act_budget = 1  # nothing fits: one row per piece, each checkpointed
+    ma, mb = whole.train_step(1), split.train_step(1)
+    assert split._ckpt_on and not whole._ckpt_on
+    assert ma["actor/pg_loss"] == pytest.approx(mb["actor/pg_loss"], abs=1e-6)
+    pa_, pb = params(whole.model), params(split.model)
+    for k in pa_:
+        torch.testing.assert_close(pa_[k], pb[k], rtol=0, atol=1e-5)  # summation order only
