@@ -734,6 +734,9 @@ class LocalTrainer:
         self.last_checkpoint = self.resumed_from
         if self.resumed_from is not None:
             self.echo(f"herl train: resumed from {self.resumed_from} (step {self.step})")
+            if self.step >= self.total_steps:
+                self.echo(f"herl train: nothing to do: already at step {self.step} of {self.total_steps} "
+                          f"(raise --steps, or start over with --no-resume)")
         if self.publisher is not None:
             for h in self.history:
                 self.publisher.publish(h, int(h["training/global_step"]))
