@@ -54,6 +54,7 @@ from herl.engine import policy
 from herl.engine.models import resolve_model_path
 from herl.engine.settings import EngineSettings
 from herl.errors import UserError
+from herl.metrics.keys import CHECKPOINT_STEP
 from herl.rewards.types import RewardResult
 
 log = logging.getLogger(__name__)
@@ -701,7 +702,9 @@ class LocalTrainer:
             return None
         from herl.metrics.publisher import StepMetricsPublisher, set_default_publisher
 
-        self.publisher = StepMetricsPublisher(herl_job=self.name, namespace="local")
+        # The same labels a cluster run gets, so dashboards and the operator's progress puller match.
+        namespace = self.job.metadata.namespace or "local"
+        self.publisher = StepMetricsPublisher(herl_job=self.name, namespace=namespace)
         set_default_publisher(self.publisher)
         try:
             port = self.publisher.serve(self.metrics_port)
@@ -783,6 +786,8 @@ class LocalTrainer:
                         self.echo(step_line(metrics, self.total_steps))
                     if nxt % save_every == 0 or nxt == self.total_steps or self._stop:
                         self._save(nxt)
+                        if self.publisher is not None:  # the operator's CheckpointAvailable reads this
+                            self.publisher.publish({CHECKPOINT_STEP: nxt}, nxt)
                     if self._stop:
                         interrupted = True
                         break

@@ -8,11 +8,9 @@ registry, scraped every second, with the generated alert rules loaded.
 
 from __future__ import annotations
 
-import shutil
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, start_http_server
@@ -26,24 +24,6 @@ JOB = "demo"
 #: The synthetic trainer's last step looks an hour old, so HeRLTrainingStuck can be seen firing.
 CLOCK_SKEW_S = 3600.0
 
-
-
-@pytest.fixture(scope="module")
-def prometheus_factory() -> Iterator[Callable[..., PrometheusServer]]:
-    """Start Prometheus servers on demand; every one is stopped (process killed) at teardown."""
-    if shutil.which("prometheus") is None:
-        pytest.skip("Debian package 'prometheus' not installed (scripts/setup.sh installs it)")
-    started: list[PrometheusServer] = []
-
-    def start(targets: Sequence[str], rule_files: Sequence[str | Path] = ()) -> PrometheusServer:
-        prom = PrometheusServer(targets, rule_files=rule_files)
-        started.append(prom)
-        prom.start()
-        return prom
-
-    yield start
-    for prom in started:
-        prom.stop()
 
 
 @dataclass
