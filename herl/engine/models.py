@@ -14,25 +14,16 @@ CLI: ``python -m herl.engine.models fetch smollm2`` (``path smollm2`` prints the
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from herl.assets import MARKER, sha256_file
 from herl.errors import UserError
 
 SCHEME = "herl-asset://"
 CHECKSUM_FILE = "herl-checksums.json"
-MARKER = ".herl-complete"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _build_smollm2(tmp: Path) -> None:
@@ -63,7 +54,7 @@ def _build_smollm2(tmp: Path) -> None:
     tok.clean_up_tokenization_spaces = False
     fresh.save_pretrained(str(tmp), safe_serialization=True)
     tok.save_pretrained(str(tmp))
-    sums = {p.name: _sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+    sums = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
     (tmp / CHECKSUM_FILE).write_text(json.dumps({"source": gguf.name, "sha256": sums}, indent=1) + "\n")
 
 
@@ -103,7 +94,7 @@ def asset_cached(name: str) -> bool:
 def verify_model_dir(path: Path) -> list[str]:
     """Files whose sha256 differs from the one recorded at conversion (empty list: intact)."""
     record = json.loads((path / CHECKSUM_FILE).read_text())
-    return [n for n, s in record["sha256"].items() if not (path / n).is_file() or _sha256(path / n) != s]
+    return [n for n, s in record["sha256"].items() if not (path / n).is_file() or sha256_file(path / n) != s]
 
 
 def resolve_model_path(path: str) -> Path:

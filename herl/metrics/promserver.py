@@ -24,6 +24,21 @@ from typing import Any
 import yaml
 
 
+def poll_until(check: Any, timeout: float, what: str) -> Any:
+    """Call ``check`` with a growing back-off (50 ms → 0.5 s) until it returns something truthy;
+    TimeoutError naming ``what`` after ``timeout`` seconds. Bounded waits instead of fixed sleeps."""
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    while True:
+        got = check()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.5)
+
+
 class PrometheusError(RuntimeError):
     """Prometheus did not start, scrape or answer as expected."""
 
@@ -153,16 +168,10 @@ class PrometheusServer:
             return False
 
     def _poll(self, check: Any, timeout: float, what: str) -> Any:
-        deadline = time.monotonic() + timeout
-        delay = 0.05
-        while True:
-            got = check()
-            if got:
-                return got
-            if time.monotonic() > deadline:
-                raise PrometheusError(f"timed out after {timeout}s waiting for {what}\n{self.log_text()}")
-            time.sleep(delay)
-            delay = min(delay * 1.5, 0.5)
+        try:
+            return poll_until(check, timeout, what)
+        except TimeoutError as exc:
+            raise PrometheusError(f"{exc}\n{self.log_text()}") from None
 
     def targets_health(self) -> list[dict[str, Any]]:
         """Active targets with scrapeUrl, health and lastError."""

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 import urllib.request
 from typing import Any
 
 import pytest
 
 from herl.metrics import alerts, dashboards, verify
+from herl.metrics.promserver import poll_until
 
 #: promtool lint findings accepted on the operator exposition, with why (names agreed with the operator).
 OPERATOR_LINT_OK = {
@@ -22,16 +22,10 @@ OPERATOR_LINT_OK = {
 
 
 def _poll(check: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    delay = 0.05
-    while True:
-        got = check()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s: {what}")
-        time.sleep(delay)
-        delay = min(delay * 1.5, 0.5)
+    try:
+        return poll_until(check, timeout, what)
+    except TimeoutError as exc:
+        raise AssertionError(str(exc)) from None
 
 
 def test_targets_are_scraped(live: Any) -> None:
