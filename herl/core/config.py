@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from herl.errors import UserError
 
@@ -219,3 +219,42 @@ def released_loss_config(domain: Domain = "if") -> LossConfig:
     _choice("domain", domain, ("if", "medical"))
     return LossConfig(clip_ratio=0.2, dual_clip_c=3.0, gamma=1.0 if domain == "if" else 0.1,
                       loss_agg_mode="token-mean")
+
+
+def hindsight_config_from_spec(spec: Any) -> HindsightConfig:
+    """The one mapping from a HeRLJob spec to :class:`HindsightConfig`, used by both engines.
+
+    ``spec`` is a ``herl.api.model.HeRLJobSpec`` (duck-typed: the core never imports the API layer).
+    ``promptTemplate: auto`` is resolved here, by reward type (rubric template for the rubric judge), so
+    the local engine and veRL pick the same template for the same job.
+    """
+    h, rev, bonus = spec.hindsight_, spec.revision_, spec.bonus_
+    template = h.prompt_template
+    if template == "auto":
+        template = "rubric" if spec.reward_.type == "rubric-judge" else "constraint"
+    return HindsightConfig(
+        enabled=h.enabled,
+        threshold=h.threshold,
+        candidate_limit=h.candidate_limit,
+        revisions_per_candidate=h.revisions_per_candidate,
+        train_under=h.train_under,
+        incorporation=h.incorporation,
+        fallback=h.fallback,
+        prompt_template=template,
+        chat_template=h.chat_template,
+        revision_temperature=rev.temperature,
+        revision_top_p=rev.top_p,
+        revision_max_tokens=spec.revision_max_tokens,
+        revision_use_rollout_sampling=rev.use_rollout_sampling,
+        gamma=h.gamma,
+        bonus_enabled=bonus.enabled,
+        bonus_alpha=bonus.alpha,
+        seeded_slots=h.seeded_slots,
+    )
+
+
+def loss_config_from_spec(spec: Any) -> LossConfig:
+    """``spec.algorithm`` clip / dual-clip / aggregation, plus the hindsight shaping gamma."""
+    a = spec.algorithm_
+    return LossConfig(clip_ratio=a.clip_ratio, dual_clip_c=a.dual_clip_c, gamma=spec.hindsight_.gamma,
+                      loss_agg_mode=a.loss_agg_mode)

@@ -1,7 +1,7 @@
-"""HeRLJob spec → the settings the local engine runs with (one place, so both engines map alike).
+"""HeRLJob spec → the settings the local engine runs with.
 
-``herl.core`` has no from-spec constructor yet, so the spec → :class:`HindsightConfig` /
-:class:`LossConfig` mapping lives here (field-for-field, snake_case of the spec's camelCase).
+The hindsight and loss settings come from :mod:`herl.core.config` (``hindsight_config_from_spec``,
+``loss_config_from_spec``), the same mapping the veRL launcher uses.
 """
 
 from __future__ import annotations
@@ -9,38 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from herl.core.config import HindsightConfig, LossConfig
-
-
-def hindsight_config_from_spec(spec: Any) -> HindsightConfig:
-    """``spec.algorithm.hindsight`` (resolved views) as the core's :class:`HindsightConfig`."""
-    h, rev, bonus = spec.hindsight_, spec.revision_, spec.bonus_
-    return HindsightConfig(
-        enabled=h.enabled,
-        threshold=h.threshold,
-        candidate_limit=h.candidate_limit,
-        revisions_per_candidate=h.revisions_per_candidate,
-        train_under=h.train_under,
-        incorporation=h.incorporation,
-        fallback=h.fallback,
-        prompt_template=h.prompt_template,
-        chat_template=h.chat_template,
-        revision_temperature=rev.temperature,
-        revision_top_p=rev.top_p,
-        revision_max_tokens=rev.max_tokens,
-        revision_use_rollout_sampling=rev.use_rollout_sampling,
-        gamma=h.gamma,
-        bonus_enabled=bonus.enabled,
-        bonus_alpha=bonus.alpha,
-        seeded_slots=h.seeded_slots,
-    )
-
-
-def loss_config_from_spec(spec: Any) -> LossConfig:
-    """``spec.algorithm`` clip / dual-clip / aggregation plus the HE shaping γ."""
-    a = spec.algorithm_
-    return LossConfig(clip_ratio=a.clip_ratio, dual_clip_c=a.dual_clip_c, gamma=spec.hindsight_.gamma,
-                      loss_agg_mode=a.loss_agg_mode)
+from herl.core.config import HindsightConfig, LossConfig, hindsight_config_from_spec, loss_config_from_spec
 
 
 @dataclass(frozen=True)

@@ -107,41 +107,37 @@ def reward_function_path() -> str:
     return str(Path(reward.__file__).resolve())
 
 
-def _prompt_template(spec: HeRLJobSpec) -> str:
-    template = spec.hindsight_.prompt_template
-    if template == "auto":
-        return "rubric" if spec.reward_.type == "rubric-judge" else "constraint"
-    return template
-
-
 def herl_keys(spec: HeRLJobSpec, job_name: str) -> list[tuple[str, Any]]:
     """The ``herl.*`` settings read by the HeRL trainer (added with ``+``: veRL has no such keys).
 
-    Revision sampling is resolved here: with ``useRolloutSampling`` the revision temperature, top-p and
-    length are null, meaning "the rollout's own" (the released sync-rollout behaviour).
+    Values come from :func:`herl.core.config.hindsight_config_from_spec`, the mapping the local engine
+    uses too. Revision sampling is resolved here: with ``useRolloutSampling`` the revision temperature,
+    top-p and length are null, meaning "the rollout's own" (the released sync-rollout behaviour).
     """
-    hs, rev, bonus = spec.hindsight_, spec.revision_, spec.bonus_
-    quirk = rev.use_rollout_sampling
+    from herl.core.config import hindsight_config_from_spec
+
+    cfg = hindsight_config_from_spec(spec)
+    quirk = cfg.revision_use_rollout_sampling
     return [
         ("herl.job_name", job_name),
         ("herl.seed", spec.algorithm_.seed),
-        ("herl.hindsight.enabled", hs.enabled),
-        ("herl.hindsight.threshold", float(hs.threshold)),
-        ("herl.hindsight.candidate_limit", hs.candidate_limit),
-        ("herl.hindsight.revisions_per_candidate", hs.revisions_per_candidate),
-        ("herl.hindsight.train_under", hs.train_under),
-        ("herl.hindsight.incorporation", hs.incorporation),
-        ("herl.hindsight.fallback", hs.fallback),
-        ("herl.hindsight.prompt_template", _prompt_template(spec)),
-        ("herl.hindsight.chat_template", hs.chat_template),
-        ("herl.hindsight.gamma", float(hs.gamma)),
-        ("herl.hindsight.bonus_enabled", bonus.enabled),
-        ("herl.hindsight.bonus_alpha", float(bonus.alpha)),
-        ("herl.hindsight.seeded_slots", hs.seeded_slots),
+        ("herl.hindsight.enabled", cfg.enabled),
+        ("herl.hindsight.threshold", float(cfg.threshold)),
+        ("herl.hindsight.candidate_limit", cfg.candidate_limit),
+        ("herl.hindsight.revisions_per_candidate", cfg.revisions_per_candidate),
+        ("herl.hindsight.train_under", cfg.train_under),
+        ("herl.hindsight.incorporation", cfg.incorporation),
+        ("herl.hindsight.fallback", cfg.fallback),
+        ("herl.hindsight.prompt_template", cfg.prompt_template),
+        ("herl.hindsight.chat_template", cfg.chat_template),
+        ("herl.hindsight.gamma", float(cfg.gamma)),
+        ("herl.hindsight.bonus_enabled", cfg.bonus_enabled),
+        ("herl.hindsight.bonus_alpha", float(cfg.bonus_alpha)),
+        ("herl.hindsight.seeded_slots", cfg.seeded_slots),
         ("herl.revision.use_rollout_sampling", quirk),
-        ("herl.revision.temperature", None if quirk else float(rev.temperature)),
-        ("herl.revision.top_p", None if quirk else float(rev.top_p)),
-        ("herl.revision.max_tokens", None if quirk else spec.revision_max_tokens),
+        ("herl.revision.temperature", None if quirk else float(cfg.revision_temperature)),
+        ("herl.revision.top_p", None if quirk else float(cfg.revision_top_p)),
+        ("herl.revision.max_tokens", None if quirk else cfg.revision_max_tokens),
         ("herl.metrics.enabled", spec.metrics_.enabled),
         ("herl.metrics.port", spec.metrics_.port),
     ]

@@ -110,3 +110,25 @@ def test_bonus_active() -> None:
     assert HindsightConfig().bonus_active
     assert not HindsightConfig(bonus_enabled=False).bonus_active
     assert not HindsightConfig(bonus_alpha=0.0).bonus_active
+
+
+def test_one_spec_mapping_serves_both_engines() -> None:
+    """The local engine and the veRL launcher read the same HindsightConfig from a spec."""
+    from herl.api.model import HeRLJobSpec
+    from herl.core import hindsight_config_from_spec, loss_config_from_spec
+
+    spec = HeRLJobSpec.model_validate({
+        "model": {"path": "/m"}, "data": {"train": "/d"},
+        "algorithm": {"clipRatio": 0.25, "hindsight": {"incorporation": "append", "gamma": 0.5,
+                                                         "revision": {"temperature": 0.7}}},
+    })
+    cfg = hindsight_config_from_spec(spec)
+    assert (cfg.incorporation, cfg.gamma, cfg.revision_temperature) == ("append", 0.5, 0.7)
+    assert cfg.prompt_template == "constraint"  # auto, resolved by reward type
+    assert cfg.revision_max_tokens == spec.data_.max_response_length
+    assert loss_config_from_spec(spec).gamma == 0.5 and loss_config_from_spec(spec).clip_ratio == 0.25
+    judged = HeRLJobSpec.model_validate({
+        "model": {"path": "/m"}, "data": {"train": "/d"},
+        "reward": {"type": "rubric-judge", "judge": {"endpoint": "https://j/v1"}},
+    })
+    assert hindsight_config_from_spec(judged).prompt_template == "rubric"
