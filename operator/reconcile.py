@@ -70,6 +70,33 @@ def changed_fields(applied: dict[str, str], spec: JSON) -> tuple[str, ...]:
     return tuple(f"spec.{k}" for k in changed)
 
 
+#: The RayJob spec fields a pass reads (status mapping, safe edits). The cache keeps only these, not
+#: the pod templates: the full object is ~20 KB of Python objects per job, the slim one ~2 KB.
+RAYJOB_SPEC_FIELDS = ("suspend", "backoffLimit", "activeDeadlineSeconds")
+
+
+def _slim_meta(meta: JSON) -> JSON:
+    return {k: v for k, v in meta.items() if k != "managedFields"}
+
+
+def slim_rayjob(body: JSON) -> JSON:
+    """What the reconciler caches of a RayJob: metadata (minus managedFields), status, and the
+    spec fields in :data:`RAYJOB_SPEC_FIELDS` (a shallow copy: nothing in the cache is mutated)."""
+    spec = body.get("spec") or {}
+    out = {k: v for k, v in body.items() if k not in ("metadata", "spec")}
+    out["metadata"] = _slim_meta(body.get("metadata") or {})
+    out["spec"] = {k: spec[k] for k in RAYJOB_SPEC_FIELDS if k in spec}
+    return out
+
+
+def slim_herljob(body: JSON) -> JSON:
+    """What the reconciler caches of a HeRLJob: everything but ``metadata.managedFields``."""
+    meta = body.get("metadata")
+    if not meta or "managedFields" not in meta:
+        return body
+    return {**body, "metadata": _slim_meta(meta)}
+
+
 def is_ours(obj: JSON, name: str, uid: str | None) -> bool:
     meta = obj.get("metadata") or {}
     if (meta.get("labels") or {}).get(b.LABEL_JOB) != name:
@@ -113,7 +140,7 @@ class Reconciler:
         if event_type == "DELETED":
             self.jobs.pop(key, None)
         else:
-            self.jobs[key] = body
+            self.jobs[key] = slim_herljob(body)
         return key
 
     def observe_rayjob(self, event_type: str | None, body: JSON) -> Key | None:
@@ -126,7 +153,7 @@ class Reconciler:
             if self.rayjobs.get(key, {}).get("metadata", {}).get("name") == meta.get("name"):
                 self.rayjobs.pop(key, None)
         else:
-            self.rayjobs[key] = body
+            self.rayjobs[key] = slim_rayjob(body)
         return key
 
     def _lock(self, key: Key) -> asyncio.Lock:
@@ -140,7 +167,7 @@ class Reconciler:
         meta = body.get("metadata") or {}
         doc = {"apiVersion": body.get("apiVersion"), "kind": body.get("kind"),
                "metadata": {"name": meta.get("name"), "namespace": meta.get("namespace")}, "spec": spec}
-        fingerprint = json.dumps(doc, sort_keys=True, default=str)
+        fingerprint = hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
         cached = self._valid.get(key)
         if cached and cached[0] == fingerprint:
             return cached[1], cached[2]
@@ -258,7 +285,7 @@ class Reconciler:
                 return None, None  # deleted in between; the next pass creates it
             if not is_ours(created, name, ctx.uid):
                 return None, f"RayJob {ns}/{rj['metadata']['name']} exists and is not ours"
-        created = created or rj
+        created = slim_rayjob(created or rj)
         self.rayjobs[(ns, name)] = created
         return created, None
 
@@ -294,8 +321,8 @@ class Reconciler:
         if patch:
             updated = await self.client.patch(rbac.RAYJOBS, ns, rname, patch)
             if updated:
-                rayjob = updated
-                self.rayjobs[(ns, job.metadata.name)] = updated
+                rayjob = slim_rayjob(updated)
+                self.rayjobs[(ns, job.metadata.name)] = rayjob
         try:
             applied = json.loads(annotations.get(ANNOTATION_SPEC_DIGEST) or "{}")
         except ValueError:
