@@ -128,7 +128,7 @@ def build_registry(config: OperatorConfig | None = None) -> tuple[kopf.OperatorR
         await rec.reconcile(key)
 
     @kopf.index("ray.io", "v1", "rayjobs", labels={b.LABEL_JOB: kopf.PRESENT}, registry=registry)
-    def rayjob_cache(body: kopf.Body, **_: Any) -> None:
+    async def rayjob_cache(body: kopf.Body, **_: Any) -> None:
         """Feeds the RayJob cache; stores nothing in kopf's index. Being an *index* makes kopf hold
         every other handler until the initial RayJob listing has been seen, so after a restart each
         HeRLJob finds its RayJob cached and no create is tried (otherwise, for every existing job:
