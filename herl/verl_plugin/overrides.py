@@ -92,14 +92,6 @@ def _looks_numeric(text: str) -> bool:
     return True
 
 
-def resolve_spec(job: HeRLJob) -> HeRLJobSpec:
-    """The spec with its preset filled in under the user's own fields (idempotent)."""
-    from herl.api.presets import apply_preset
-
-    raw = job.spec.model_dump(by_alias=True, exclude_unset=True, mode="json")
-    return HeRLJobSpec.model_validate(apply_preset(raw))
-
-
 def reward_function_path() -> str:
     """Absolute path of the veRL custom reward function file (veRL loads it by file path)."""
     from herl.verl_plugin import reward
@@ -269,7 +261,7 @@ def job_to_verl_overrides(job: HeRLJob, *, checkpoint_dir: str | None = None) ->
     Pure: no environment, no files. ``checkpoint_dir`` defaults to :func:`default_checkpoint_dir`
     (the launcher passes ``HERL_CHECKPOINT_DIR`` when the operator sets it).
     """
-    spec = resolve_spec(job)
+    spec = job.spec  # presets are already merged in by the model's validator
     ckdir = checkpoint_dir if checkpoint_dir is not None else default_checkpoint_dir(job)
     ours = format_overrides(verl_settings(spec, job_name=job.metadata.name, checkpoint_dir=ckdir))
     return ours + list(spec.verl_overrides or ())
