@@ -277,6 +277,15 @@ class JudgeClient:
             await self._session.close()
             self._session = None
 
+    def _followed(self, weight: float, present: bool | None) -> bool | None:
+        """The judge answers "is this criterion present in the answer". For a pitfall (weight < 0) under
+        ``subtract``, present means the answer made the mistake, so it is reported as not followed and the
+        hindsight prompt lists it among the things to fix. Under ``clamp`` (released) the raw answer is
+        kept, as the released code did (pitfalls are ignored by the score there anyway)."""
+        if weight < 0 and self.cfg.pitfall_policy == "subtract" and present is not None:
+            return not present
+        return present
+
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
             return min(retry_after, self.cfg.retry_after_max_s)
@@ -355,7 +364,7 @@ class JudgeClient:
                 ConstraintVerdict(
                     id=f"rubric-{i}",
                     description=r.description,
-                    followed=v,
+                    followed=self._followed(r.weight, v),
                     weight=r.weight,
                     note=r.title or None,
                 )

@@ -189,6 +189,10 @@ def test_subtract_policy_pitfall_lowers_score() -> None:
         (sub,) = score_batch_judge([item], fast_cfg(srv.url, pitfall_policy="subtract"))
     assert clamp.score == 1.0 and clamp.all_met
     assert sub.score == pytest.approx(3 / 4) and not sub.all_met
+    # A committed pitfall is something to fix: not followed under subtract (raw answer kept under clamp).
+    assert [c.followed for c in sub.constraints] == [True, True, False]
+    assert [c.followed for c in clamp.constraints] == [True, True, True]
+    assert [c.description for c in sub.unmet] == [sub.constraints[2].description]
 
 
 @pytest.mark.parametrize("fault", sorted(FAULT_REASON))
