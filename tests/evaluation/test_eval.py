@@ -16,47 +16,12 @@ from herl.evaluation.runner import EvalSettings, format_summary, if_scorer, run_
 HERE = Path(__file__).resolve().parent
 MINI = HERE / "ifeval_mini.jsonl"
 
-CHATML = (
-    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-
-
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A byte-level BPE tokenizer with a ChatML template and a random 2-layer Qwen2, built in-process."""
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+    """The project's tiny random Qwen2 + byte-level BPE with a ChatML template (herl.engine.tiny)."""
+    from herl.engine.tiny import build_tiny_model_dir
 
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=400,
-        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    tok.train_from_iterator([json.loads(x)["prompt"] for x in MINI.read_text().splitlines()] * 5, trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>")
-    fast.chat_template = CHATML
-    cfg = Qwen2Config(
-        vocab_size=len(fast),
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        intermediate_size=128,
-        max_position_embeddings=1024,
-        eos_token_id=fast.eos_token_id,
-        pad_token_id=fast.pad_token_id,
-        tie_word_embeddings=True,
-    )
-    torch.manual_seed(0)
-    out = tmp_path_factory.mktemp("tiny-qwen2")
-    Qwen2ForCausalLM(cfg).save_pretrained(out)
-    fast.save_pretrained(out)
-    return out
+    return build_tiny_model_dir(tmp_path_factory.mktemp("tiny-qwen2") / "model", seed=0)
 
 
 def test_eval_tiny_model_writes_results_and_summary(tiny_model: Path, tmp_path: Path, capsys) -> None:
