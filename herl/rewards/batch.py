@@ -112,21 +112,22 @@ def _noop(i: int) -> int:
     return i
 
 
-def shutdown_pool() -> None:
-    """Stop the worker processes (also runs at interpreter exit)."""
+def _stop_pool(*, wait: bool) -> None:
     global _pool, _pool_workers
     with _pool_lock:
         if _pool is not None:
-            _pool.shutdown(wait=True, cancel_futures=True)
+            _pool.shutdown(wait=wait, cancel_futures=True)
         _pool, _pool_workers = None, 0
+
+
+def shutdown_pool() -> None:
+    """Stop the worker processes (also runs at interpreter exit)."""
+    _stop_pool(wait=True)
 
 
 def _discard_pool() -> None:
-    global _pool, _pool_workers
-    with _pool_lock:
-        if _pool is not None:
-            _pool.shutdown(wait=False, cancel_futures=True)
-        _pool, _pool_workers = None, 0
+    """Drop a broken pool without waiting for its dead workers."""
+    _stop_pool(wait=False)
 
 
 atexit.register(shutdown_pool)
