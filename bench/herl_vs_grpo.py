@@ -23,19 +23,41 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-KEYS = ("critic/score/mean", "herl/all_met_rate", "critic/train_score/mean", "herl/success_rate",
-        "herl/groups_attempted", "herl/kept", "herl/fallbacks", "herl/he_rows", "herl/bonus_mean",
-        "herl/revision_score_mean", "herl/draft_score_mean", "actor/pg_loss", "actor/grad_norm",
-        "actor/entropy", "response_length/mean", "timing_s/step", "timing_s/gen", "timing_s/hindsight",
-        "timing_s/update_actor")
+KEYS = (
+    "critic/score/mean",
+    "herl/all_met_rate",
+    "critic/train_score/mean",
+    "herl/success_rate",
+    "herl/groups_attempted",
+    "herl/kept",
+    "herl/fallbacks",
+    "herl/he_rows",
+    "herl/bonus_mean",
+    "herl/revision_score_mean",
+    "herl/draft_score_mean",
+    "actor/pg_loss",
+    "actor/grad_norm",
+    "actor/entropy",
+    "response_length/mean",
+    "timing_s/step",
+    "timing_s/gen",
+    "timing_s/hindsight",
+    "timing_s/update_actor",
+)
 
 
 def load_doc(name: str, a: argparse.Namespace) -> dict[str, Any]:
     doc = yaml.safe_load((ROOT / "manifests" / "samples" / name).read_text())
     spec = doc["spec"]
     alg = spec["algorithm"]
-    alg.update(trainBatchSize=a.prompts, miniBatchSize=a.prompts, groupSize=a.group, totalSteps=a.steps,
-               seed=a.seed, learningRate=a.lr)
+    alg.update(
+        trainBatchSize=a.prompts,
+        miniBatchSize=a.prompts,
+        groupSize=a.group,
+        totalSteps=a.steps,
+        seed=a.seed,
+        learningRate=a.lr,
+    )
     spec["data"]["maxResponseLength"] = a.tokens
     spec["data"]["synthetic"]["numPrompts"] = a.num_prompts
     if alg.get("hindsight", {}).get("enabled", True):
@@ -68,8 +90,9 @@ def main() -> int:
     for label, name in (("herl", "local-smollm2.yaml"), ("grpo", "local-smollm2-grpo.yaml")):
         job, findings = validate_document(load_doc(name, a))
         assert job is not None, findings
-        tr = LocalTrainer(job, Path(a.workdir) / label, resume=False, progress=False, threads=a.threads or None,
-                          echo=print)
+        tr = LocalTrainer(
+            job, Path(a.workdir) / label, resume=False, progress=False, threads=a.threads or None, echo=print
+        )
         tr.prepare()
         trainers[label] = tr
     result: dict[str, Any] = {"config": vars(a), "loadavg_start": os.getloadavg(), "herl": [], "grpo": []}
@@ -82,9 +105,12 @@ def main() -> int:
             tr.step = step
             row = {"step": step, **{k: float(m[k]) for k in KEYS if k in m}}
             result[label].append(row)
-            print(f"[{time.time() - t0:7.0f}s] {label} step {step}: reward {row['critic/score/mean']:.3f} "
-                  f"all-met {row['herl/all_met_rate']:.2f} he-success {row.get('herl/success_rate', 0):.2f} "
-                  f"{row['timing_s/step']:.1f}s", flush=True)
+            print(
+                f"[{time.time() - t0:7.0f}s] {label} step {step}: reward {row['critic/score/mean']:.3f} "
+                f"all-met {row['herl/all_met_rate']:.2f} he-success {row.get('herl/success_rate', 0):.2f} "
+                f"{row['timing_s/step']:.1f}s",
+                flush=True,
+            )
         result["loadavg_end"] = os.getloadavg()
         out.write_text(json.dumps(result, indent=1) + "\n")
         plot(result, Path(a.png))
@@ -93,7 +119,8 @@ def main() -> int:
         half = len(rows) // 2
         result[f"{label}_summary"] = {
             "reward_mean_all": sum(r["critic/score/mean"] for r in rows) / len(rows),
-            "reward_mean_last_half": sum(r["critic/score/mean"] for r in rows[half:]) / max(1, len(rows) - half),
+            "reward_mean_last_half": sum(r["critic/score/mean"] for r in rows[half:])
+            / max(1, len(rows) - half),
             "all_met_last_half": sum(r["herl/all_met_rate"] for r in rows[half:]) / max(1, len(rows) - half),
             "step_s_mean": sum(r["timing_s/step"] for r in rows) / len(rows),
         }
@@ -114,12 +141,17 @@ def plot(result: dict[str, Any], path: Path) -> None:
         if not rows:
             continue
         steps = [r["step"] for r in rows]
-        for ax, key, title in ((axes[0], "critic/score/mean", "reward mean (on-policy rollouts)"),
-                               (axes[1], "herl/all_met_rate", "all constraints met")):
+        for ax, key, title in (
+            (axes[0], "critic/score/mean", "reward mean (on-policy rollouts)"),
+            (axes[1], "herl/all_met_rate", "all constraints met"),
+        ):
             vals = [r[key] for r in rows]
             ax.plot(steps, vals, color=color, alpha=0.35, linewidth=1)
             k = 4
-            ma = [sum(vals[max(0, i - k + 1):i + 1]) / len(vals[max(0, i - k + 1):i + 1]) for i in range(len(vals))]
+            ma = [
+                sum(vals[max(0, i - k + 1) : i + 1]) / len(vals[max(0, i - k + 1) : i + 1])
+                for i in range(len(vals))
+            ]
             ax.plot(steps, ma, color=color, linewidth=2, label=f"{label.upper()} (4-step mean)")
             ax.set_title(title, fontsize=9)
             ax.set_xlabel("step")
@@ -127,8 +159,11 @@ def plot(result: dict[str, Any], path: Path) -> None:
             ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     c = result["config"]
-    fig.suptitle(f"SmolLM2-135M, {c['prompts']} prompts x {c['group']} samples, {c['tokens']} tokens, "
-                 f"lr {c['lr']}, seed {c['seed']}", fontsize=9)
+    fig.suptitle(
+        f"SmolLM2-135M, {c['prompts']} prompts x {c['group']} samples, {c['tokens']} tokens, "
+        f"lr {c['lr']}, seed {c['seed']}",
+        fontsize=9,
+    )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)

@@ -37,7 +37,24 @@ def stage_cpu(repeats: int, groups: int, group_size: int) -> dict[str, Any]:
 
     rng = random.Random(0)
     rows = generate_synthetic_if(groups, 3, seed=1)
-    words = ["the", "rain", "falls", "on", "quiet", "streets", "and", "people", "walk", "home", "with", "umbrellas,", "Coffee,", "tea", "P.S.", "fin"]
+    words = [
+        "the",
+        "rain",
+        "falls",
+        "on",
+        "quiet",
+        "streets",
+        "and",
+        "people",
+        "walk",
+        "home",
+        "with",
+        "umbrellas,",
+        "Coffee,",
+        "tea",
+        "P.S.",
+        "fin",
+    ]
 
     def fake_text(n: int) -> str:
         return " ".join(rng.choice(words) for _ in range(n))
@@ -51,8 +68,9 @@ def stage_cpu(repeats: int, groups: int, group_size: int) -> dict[str, Any]:
             t = fake_text(rng.randint(10, 120))
             texts[(g, j)] = t
             rollouts.append(Rollout(response=t, reward=score_if(t, gt, "ifeval")))
-        groups_in.append(RolloutGroup(uid=str(g), prompt=row["prompt"][0]["content"], rollouts=tuple(rollouts),
-                                      record=row))
+        groups_in.append(
+            RolloutGroup(uid=str(g), prompt=row["prompt"][0]["content"], rollouts=tuple(rollouts), record=row)
+        )
     # Pre-computed revisions and their scores: the callbacks only look them up.
     rev_texts = [fake_text(rng.randint(10, 120)) for _ in range(groups * group_size)]
     rev_cache: dict[str, Any] = {}
@@ -67,7 +85,7 @@ def stage_cpu(repeats: int, groups: int, group_size: int) -> dict[str, Any]:
 
         def generate_fn(prompts: list[str], sampling: Any, cb: list[float] = cb) -> list[str]:
             t = time.perf_counter()
-            out = rev_texts[:len(prompts)]
+            out = rev_texts[: len(prompts)]
             cb[0] += time.perf_counter() - t
             return out
 
@@ -82,18 +100,43 @@ def stage_cpu(repeats: int, groups: int, group_size: int) -> dict[str, Any]:
         stage_ms.append((time.perf_counter() - t - cb[0]) * 1e3)
         callback_ms.append(cb[0] * 1e3)
         jobs.append(len(res.jobs))
-        grows = [[TrainRow(uid=str(g), prompt_ids=[1] * 100, response_ids=[5] * (10 + j), result=ro.reward,
-                           reward=ro.r) for j, ro in enumerate(grp.rollouts)] for g, grp in enumerate(groups_in)]
+        grows = [
+            [
+                TrainRow(
+                    uid=str(g),
+                    prompt_ids=[1] * 100,
+                    response_ids=[5] * (10 + j),
+                    result=ro.reward,
+                    reward=ro.r,
+                )
+                for j, ro in enumerate(grp.rollouts)
+            ]
+            for g, grp in enumerate(groups_in)
+        ]
         t = time.perf_counter()
-        apply_outcomes(res, grows, gen_ids[:len(res.jobs)], 1, encode_raw=lambda s: tok(s, add_special_tokens=False)[
-            "input_ids"], eos_id=tok.eos_token_id, pad_id=tok.pad_token_id, max_prompt_length=6144,
-            max_response_length=2048)
+        apply_outcomes(
+            res,
+            grows,
+            gen_ids[: len(res.jobs)],
+            1,
+            encode_raw=lambda s: tok(s, add_special_tokens=False)["input_ids"],
+            eos_id=tok.eos_token_id,
+            pad_id=tok.pad_token_id,
+            max_prompt_length=6144,
+            max_response_length=2048,
+        )
         apply_ms.append((time.perf_counter() - t) * 1e3)
-    return {"rollouts": groups * group_size, "groups": groups, "revision_jobs": statistics.median(jobs),
-            "stage_ms_median": statistics.median(stage_ms), "stage_ms_min": min(stage_ms),
-            "apply_outcomes_ms_median": statistics.median(apply_ms),
-            "total_ms_median": statistics.median(s + a for s, a in zip(stage_ms, apply_ms, strict=True)),
-            "callbacks_ms_median": statistics.median(callback_ms), "repeats": repeats}
+    return {
+        "rollouts": groups * group_size,
+        "groups": groups,
+        "revision_jobs": statistics.median(jobs),
+        "stage_ms_median": statistics.median(stage_ms),
+        "stage_ms_min": min(stage_ms),
+        "apply_outcomes_ms_median": statistics.median(apply_ms),
+        "total_ms_median": statistics.median(s + a for s, a in zip(stage_ms, apply_ms, strict=True)),
+        "callbacks_ms_median": statistics.median(callback_ms),
+        "repeats": repeats,
+    }
 
 
 def step_times(model: str, steps: int, tokens: int, threads: int) -> dict[str, Any]:
@@ -104,20 +147,38 @@ def step_times(model: str, steps: int, tokens: int, threads: int) -> dict[str, A
     from herl.engine.trainer import LocalTrainer
 
     tmp = Path(tempfile.mkdtemp(prefix="herl-ho-"))
-    path = str(build_tiny_model_dir(tmp / "tiny")) if model == "tiny" else "herl-asset://smollm2-135m-instruct"
+    path = (
+        str(build_tiny_model_dir(tmp / "tiny")) if model == "tiny" else "herl-asset://smollm2-135m-instruct"
+    )
     out: dict[str, Any] = {"model": model, "steps": steps, "tokens": tokens}
     trainers = {}
     for label, enabled in (("with_hindsight", True), ("without_hindsight", False)):
-        doc = {"apiVersion": "herl.dev/v1alpha1", "kind": "HeRLJob", "metadata": {"name": "ho"},
-               "spec": {"model": {"path": path, "dtype": "float32"},
-                        "data": {"format": "synthetic-if", "synthetic": {"numPrompts": 32, "seed": 0},
-                                 "maxPromptLength": 512, "maxInstructionLength": 192, "maxResponseLength": tokens,
-                                 "hindsightPromptMargin": 64},
-                        "reward": {"instructionFollowing": {"workers": 1}},
-                        "algorithm": {"groupSize": 4, "trainBatchSize": 2, "miniBatchSize": 2, "learningRate": 1e-5,
-                                      "seed": 7, "hindsight": {"enabled": enabled,
-                                                               "revision": {"maxTokens": tokens}}},
-                        "metrics": {"enabled": False}}}
+        doc = {
+            "apiVersion": "herl.dev/v1alpha1",
+            "kind": "HeRLJob",
+            "metadata": {"name": "ho"},
+            "spec": {
+                "model": {"path": path, "dtype": "float32"},
+                "data": {
+                    "format": "synthetic-if",
+                    "synthetic": {"numPrompts": 32, "seed": 0},
+                    "maxPromptLength": 512,
+                    "maxInstructionLength": 192,
+                    "maxResponseLength": tokens,
+                    "hindsightPromptMargin": 64,
+                },
+                "reward": {"instructionFollowing": {"workers": 1}},
+                "algorithm": {
+                    "groupSize": 4,
+                    "trainBatchSize": 2,
+                    "miniBatchSize": 2,
+                    "learningRate": 1e-5,
+                    "seed": 7,
+                    "hindsight": {"enabled": enabled, "revision": {"maxTokens": tokens}},
+                },
+                "metrics": {"enabled": False},
+            },
+        }
         job, findings = validate_document(doc)
         assert job is not None, findings
         tr = LocalTrainer(job, tmp / label, resume=False, progress=False, threads=threads or None, echo=print)
@@ -127,8 +188,10 @@ def step_times(model: str, steps: int, tokens: int, threads: int) -> dict[str, A
     for s in range(1, steps + 1):
         for label, tr in trainers.items():
             m = tr.train_step(s)
-            per[label].append({k[len("timing_s/"):]: float(v) for k, v in m.items() if k.startswith("timing_s/")}
-                              | {"groups_attempted": float(m.get("herl/groups_attempted", 0))})
+            per[label].append(
+                {k[len("timing_s/") :]: float(v) for k, v in m.items() if k.startswith("timing_s/")}
+                | {"groups_attempted": float(m.get("herl/groups_attempted", 0))}
+            )
     for label, rows in per.items():
         keys = sorted({k for r in rows for k in r})
         out[label] = {k: statistics.mean(r.get(k, 0.0) for r in rows) for k in keys}

@@ -40,17 +40,32 @@ def run_ours(a: argparse.Namespace) -> dict[str, Any]:
 
     torch.set_num_threads(a.threads)
     doc = {
-        "apiVersion": "herl.dev/v1alpha1", "kind": "HeRLJob", "metadata": {"name": "bench-ours"},
+        "apiVersion": "herl.dev/v1alpha1",
+        "kind": "HeRLJob",
+        "metadata": {"name": "bench-ours"},
         "spec": {
             "model": {"path": "herl-asset://smollm2-135m-instruct", "dtype": "float32"},
-            "data": {"format": "synthetic-if", "synthetic": {"numPrompts": 64, "constraintsPerPrompt": 2, "seed": 0},
-                     "maxPromptLength": 512, "maxInstructionLength": 192, "maxResponseLength": a.tokens,
-                     "hindsightPromptMargin": 64},
+            "data": {
+                "format": "synthetic-if",
+                "synthetic": {"numPrompts": 64, "constraintsPerPrompt": 2, "seed": 0},
+                "maxPromptLength": 512,
+                "maxInstructionLength": 192,
+                "maxResponseLength": a.tokens,
+                "hindsightPromptMargin": 64,
+            },
             "reward": {"instructionFollowing": {"workers": 1}},
-            "algorithm": {"groupSize": a.group, "trainBatchSize": a.prompts, "miniBatchSize": a.prompts,
-                          "microBatchSizePerGpu": a.micro, "learningRate": 1e-6, "totalSteps": a.steps,
-                          "seed": a.seed, "hindsight": {"enabled": False}},
-            "checkpoints": {"saveEverySteps": 1000}, "metrics": {"enabled": False},
+            "algorithm": {
+                "groupSize": a.group,
+                "trainBatchSize": a.prompts,
+                "miniBatchSize": a.prompts,
+                "microBatchSizePerGpu": a.micro,
+                "learningRate": 1e-6,
+                "totalSteps": a.steps,
+                "seed": a.seed,
+                "hindsight": {"enabled": False},
+            },
+            "checkpoints": {"saveEverySteps": 1000},
+            "metrics": {"enabled": False},
         },
     }
     job, findings = validate_document(doc)
@@ -63,8 +78,13 @@ def run_ours(a: argparse.Namespace) -> dict[str, Any]:
         t = time.perf_counter()
         m = tr.train_step(s)
         m["wall"] = time.perf_counter() - t
-        steps.append({k: float(v) for k, v in m.items() if k.startswith(("timing_s/", "critic/score/mean", "wall",
-                                                                             "response_length/mean"))})
+        steps.append(
+            {
+                k: float(v)
+                for k, v in m.items()
+                if k.startswith(("timing_s/", "critic/score/mean", "wall", "response_length/mean"))
+            }
+        )
     return {"steps": steps}
 
 
@@ -82,7 +102,9 @@ def run_trl(a: argparse.Namespace) -> dict[str, Any]:
     tok = AutoTokenizer.from_pretrained(str(path))
     model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
     rows = _rows(64, 0)
-    ds = Dataset.from_list([{"prompt": r["prompt"], "gt": json.dumps(r["reward_model"]["ground_truth"])} for r in rows])
+    ds = Dataset.from_list(
+        [{"prompt": r["prompt"], "gt": json.dumps(r["reward_model"]["ground_truth"])} for r in rows]
+    )
 
     def if_reward(prompts: list[Any], completions: list[Any], gt: list[str], **_: Any) -> list[float]:
         out = []
@@ -102,14 +124,35 @@ def run_trl(a: argparse.Namespace) -> dict[str, Any]:
 
     n = a.prompts * a.group
     cfg = GRPOConfig(
-        output_dir=str(Path(a.workdir) / "trl"), per_device_train_batch_size=n, num_generations=a.group,
-        gradient_accumulation_steps=1, steps_per_generation=1,
-        max_completion_length=a.tokens, temperature=1.0, top_p=1.0, beta=0.0, learning_rate=1e-6,
-        max_steps=a.steps, logging_steps=1, save_strategy="no", report_to=[], use_cpu=True, bf16=False,
-        seed=a.seed, num_iterations=1, dataloader_num_workers=0, disable_tqdm=True,
+        output_dir=str(Path(a.workdir) / "trl"),
+        per_device_train_batch_size=n,
+        num_generations=a.group,
+        gradient_accumulation_steps=1,
+        steps_per_generation=1,
+        max_completion_length=a.tokens,
+        temperature=1.0,
+        top_p=1.0,
+        beta=0.0,
+        learning_rate=1e-6,
+        max_steps=a.steps,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        bf16=False,
+        seed=a.seed,
+        num_iterations=1,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
     )
-    trainer = GRPOTrainer(model=model, reward_funcs=[if_reward], args=cfg, train_dataset=ds,
-                          processing_class=tok, callbacks=[Timer()])
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=[if_reward],
+        args=cfg,
+        train_dataset=ds,
+        processing_class=tok,
+        callbacks=[Timer()],
+    )
     trainer.train()
     return {"steps": [{"wall": t} for t in times]}
 
@@ -144,12 +187,14 @@ def main() -> int:
     if a.child:
         child(a)
         return 0
-    results: dict[str, Any] = {"config": {k: v for k, v in vars(a).items() if k not in ("child", "out")},
-                               "loadavg_start": os.getloadavg()}
-    for side in ([a.only] if a.only else ["trl", "ours"]):
-        cmd = [sys.executable, __file__, "--child", side] + [x for k, v in vars(a).items()
-                                                           if k not in ("child", "only", "out")
-                                                           for x in (f"--{k}", str(v))]
+    results: dict[str, Any] = {
+        "config": {k: v for k, v in vars(a).items() if k not in ("child", "out")},
+        "loadavg_start": os.getloadavg(),
+    }
+    for side in [a.only] if a.only else ["trl", "ours"]:
+        cmd = [sys.executable, __file__, "--child", side] + [
+            x for k, v in vars(a).items() if k not in ("child", "only", "out") for x in (f"--{k}", str(v))
+        ]
         t = time.perf_counter()
         env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), TOKENIZERS_PARALLELISM="false")
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
@@ -159,22 +204,31 @@ def main() -> int:
             Path(a.out).parent.mkdir(parents=True, exist_ok=True)
             Path(a.out).write_text(json.dumps(results, indent=1) + "\n")
             raise SystemExit(f"{side} failed (rc {proc.returncode}); partial results in {a.out}")
-        res = json.loads(line[len("@@RESULT "):])
+        res = json.loads(line[len("@@RESULT ") :])
         res["total_wall_s"] = time.perf_counter() - t
         res["settled_step_s"] = settled(res["steps"], a.warmup)
         results[side] = res
-        print(f"{side}: settled step {res['settled_step_s']:.1f} s, peak RSS {res['peak_rss_gib']:.2f} GiB", flush=True)
+        print(
+            f"{side}: settled step {res['settled_step_s']:.1f} s, peak RSS {res['peak_rss_gib']:.2f} GiB",
+            flush=True,
+        )
     results["loadavg_end"] = os.getloadavg()
     if "ours" in results and "trl" in results:
         results["step_time_ratio"] = results["ours"]["settled_step_s"] / results["trl"]["settled_step_s"]
         results["peak_rss_ratio"] = results["ours"]["peak_rss_gib"] / results["trl"]["peak_rss_gib"]
-        print(f"ratio ours/TRL: step time {results['step_time_ratio']:.2f}x, peak RSS {results['peak_rss_ratio']:.2f}x")
+        print(
+            f"ratio ours/TRL: step time {results['step_time_ratio']:.2f}x, peak RSS {results['peak_rss_ratio']:.2f}x"
+        )
     if "ours" in results:
-        st = results["ours"]["steps"][a.warmup:] or results["ours"]["steps"]
+        st = results["ours"]["steps"][a.warmup :] or results["ours"]["steps"]
         keys = sorted({k for s in st for k in s if k.startswith("timing_s/")})
-        results["ours_breakdown_s"] = {k[len("timing_s/"):]: statistics.mean(s.get(k, 0.0) for s in st) for k in keys}
-        print("ours, where the time goes (mean s/step):",
-              ", ".join(f"{k}={v:.2f}" for k, v in results["ours_breakdown_s"].items()))
+        results["ours_breakdown_s"] = {
+            k[len("timing_s/") :]: statistics.mean(s.get(k, 0.0) for s in st) for k in keys
+        }
+        print(
+            "ours, where the time goes (mean s/step):",
+            ", ".join(f"{k}={v:.2f}" for k, v in results["ours_breakdown_s"].items()),
+        )
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(results, indent=1) + "\n")
     print(f"wrote {a.out}")

@@ -81,8 +81,12 @@ class StockEmulator(BenchEmulator):
 
 def _doc(i: int, prefix: str) -> dict[str, Any]:
     doc = copy.deepcopy(SAMPLE)
-    doc["metadata"] = {"name": f"{prefix}-{i:04d}", "namespace": NS, "uid": f"uid-{prefix}-{i}",
-                       "generation": 1}
+    doc["metadata"] = {
+        "name": f"{prefix}-{i:04d}",
+        "namespace": NS,
+        "uid": f"uid-{prefix}-{i}",
+        "generation": 1,
+    }
     return doc
 
 
@@ -90,19 +94,38 @@ def _done(emu: Any, name: str) -> bool:
     objs = emu.objects._objects  # keyed by (resource, namespace, name); avoids re-parsing keys
     hj = objs.get((HERLJOBS, NS, name))
     rj = objs.get((RAYJOBS, NS, name))
-    return (hj is not None and rj is not None and not hj.deleted and not rj.deleted
-            and bool((hj.raw.get("status") or {}).get("phase")))
+    return (
+        hj is not None
+        and rj is not None
+        and not hj.deleted
+        and not rj.deleted
+        and bool((hj.raw.get("status") or {}).get("phase"))
+    )
 
 
 def _rayjob_count(emu: Any) -> int:
     """Every live RayJob in the namespace (a stray second RayJob for a job would show here)."""
-    return sum(1 for (res, ns, _), obj in list(emu.objects._objects.items())
-               if res == RAYJOBS and ns == NS and not obj.deleted)
+    return sum(
+        1
+        for (res, ns, _), obj in list(emu.objects._objects.items())
+        if res == RAYJOBS and ns == NS and not obj.deleted
+    )
 
 
 def _start_operator(url: str) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "herl_operator", "--server", url, "--metrics-port", "0",
-           "--resync-seconds", "30", "--liveness", ""]
+    cmd = [
+        sys.executable,
+        "-m",
+        "herl_operator",
+        "--server",
+        url,
+        "--metrics-port",
+        "0",
+        "--resync-seconds",
+        "30",
+        "--liveness",
+        "",
+    ]
     return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -129,8 +152,14 @@ async def _create_all(client: KubeClient, docs: list[dict[str, Any]]) -> dict[st
     return created
 
 
-async def _wait(emu: Any, names: list[str], created: dict[str, float], proc: subprocess.Popen[bytes],
-                timeout: float, stop_at: int | None = None) -> tuple[dict[str, float], float]:
+async def _wait(
+    emu: Any,
+    names: list[str],
+    created: dict[str, float],
+    proc: subprocess.Popen[bytes],
+    timeout: float,
+    stop_at: int | None = None,
+) -> tuple[dict[str, float], float]:
     finished: dict[str, float] = {}
     pending = list(names)
     peak = 0.0
@@ -232,20 +261,33 @@ async def main(n: int, emu_cls: type[BenchEmulator]) -> dict[str, Any]:
             done = [x for x in all_names if _done(emu, x)]
             rayjobs = _rayjob_count(emu)
             return {
-                "jobs": n, "kmock": "stock" if not emu_cls.trim_log else "bounded request log",
-                "ceiling_no_operator": base, "operator_startup_s": round(startup, 2),
+                "jobs": n,
+                "kmock": "stock" if not emu_cls.trim_log else "bounded request log",
+                "ceiling_no_operator": base,
+                "operator_startup_s": round(startup, 2),
                 "phase1_create_s": round(create_s, 2),
-                "phase1_wall_s": round(wall, 2), "phase1_jobs_per_s": round(len(finished) / wall, 1),
-                "phase1_done": len(finished), "p50_s": round(_pct(lat, 50), 3), "p99_s": round(_pct(lat, 99), 3),
+                "phase1_wall_s": round(wall, 2),
+                "phase1_jobs_per_s": round(len(finished) / wall, 1),
+                "phase1_done": len(finished),
+                "p50_s": round(_pct(lat, 50), 3),
+                "p99_s": round(_pct(lat, 99), 3),
                 "phase1_api_calls_per_job": {k: round(v / n, 2) for k, v in sorted(calls.items()) if v > 0},
-                "restart_done_before_kill": len(half), "restart_recovery_s": round(recover, 2),
-                "all_done": len(done), "expected": len(all_names), "rayjobs": rayjobs,
+                "restart_done_before_kill": len(half),
+                "restart_recovery_s": round(recover, 2),
+                "all_done": len(done),
+                "expected": len(all_names),
+                "rayjobs": rayjobs,
                 "doubled_or_lost": abs(len(all_names) - rayjobs),
                 "operator_peak_rss_mb": round(max(peak, peak2, peak3), 1),
-                "operator_rss_mb": {"idle": round(rss_idle, 1), "after_phase1": round(rss_phase1, 1),
-                                    "peak_phase1": round(peak, 1), "peak_first": round(max(peak, peak2), 1),
-                                    "peak_restarted": round(peak3, 1)},
-                "cpus": os.cpu_count(), "loadavg_before": [round(x, 2) for x in load_before],
+                "operator_rss_mb": {
+                    "idle": round(rss_idle, 1),
+                    "after_phase1": round(rss_phase1, 1),
+                    "peak_phase1": round(peak, 1),
+                    "peak_first": round(max(peak, peak2), 1),
+                    "peak_restarted": round(peak3, 1),
+                },
+                "cpus": os.cpu_count(),
+                "loadavg_before": [round(x, 2) for x in load_before],
                 "loadavg_after": [round(x, 2) for x in os.getloadavg()],
             }
         finally:

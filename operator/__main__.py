@@ -15,17 +15,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="herl operator", add_help=True)
     parser.add_argument("--metrics-port", type=int, default=8080, help="operator /metrics port (0: off)")
     parser.add_argument("--resync-seconds", type=float, default=30.0, help="periodic reconcile interval")
-    parser.add_argument("--progress-seconds", type=float, default=30.0,
-                        help="least seconds between two scrapes of one trainer's /metrics")
+    parser.add_argument(
+        "--progress-seconds",
+        type=float,
+        default=30.0,
+        help="least seconds between two scrapes of one trainer's /metrics",
+    )
     parser.add_argument("--server", default=None, help="API server URL (tests/dev; insecure)")
     ours, kopf_args = parser.parse_known_args(list(argv if argv is not None else sys.argv[1:]))
 
     import kopf
     from herl_operator.handlers import OperatorConfig, build_registry
 
-    registry, _ = build_registry(OperatorConfig(
-        server=ours.server, resync_seconds=ours.resync_seconds, progress_seconds=ours.progress_seconds,
-        metrics_port=ours.metrics_port or None))
+    registry, _ = build_registry(
+        OperatorConfig(
+            server=ours.server,
+            resync_seconds=ours.resync_seconds,
+            progress_seconds=ours.progress_seconds,
+            metrics_port=ours.metrics_port or None,
+        )
+    )
     kopf_parser = argparse.ArgumentParser(prog="kopf-options")
     kopf_parser.add_argument("--namespace", "-n", action="append", default=[])
     kopf_parser.add_argument("--all-namespaces", "-A", action="store_true")
@@ -34,10 +43,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     kopf_parser.add_argument("--verbose", action="store_true")
     kopf_parser.add_argument("--debug", action="store_true")
     opts = kopf_parser.parse_args(kopf_args)
-    kopf.configure(verbose=opts.verbose, debug=opts.debug,
-                   log_format=kopf.LogFormat[opts.log_format.upper()], log_refkey="object")
-    kopf.run(registry=registry, standalone=True, clusterwide=not opts.namespace,
-             namespaces=opts.namespace or (), liveness_endpoint=opts.liveness or None)
+    kopf.configure(
+        verbose=opts.verbose,
+        debug=opts.debug,
+        log_format=kopf.LogFormat[opts.log_format.upper()],
+        log_refkey="object",
+    )
+    kopf.run(
+        registry=registry,
+        standalone=True,
+        clusterwide=not opts.namespace,
+        namespaces=opts.namespace or (),
+        liveness_endpoint=opts.liveness or None,
+    )
     return 0
 
 

@@ -33,10 +33,17 @@ KUEUE_PRIORITY = "kueue.x-k8s.io/priority-class"
 MANAGED_BY = "herl-operator"
 METRICS_PORT_NAME = "herl-metrics"
 #: Env names the operator sets; user spec.env entries with these names are dropped (ours win).
-OWNED_ENV = frozenset({
-    "HERL_CHECKPOINT_DIR", "HERL_CHECKPOINT_URI", "HERL_JOB_NAME", "HERL_JOB_NAMESPACE",
-    "HERL_METRICS_PORT", "HERL_JUDGE_API_KEY", "HERL_JOB_FILE",
-})
+OWNED_ENV = frozenset(
+    {
+        "HERL_CHECKPOINT_DIR",
+        "HERL_CHECKPOINT_URI",
+        "HERL_JOB_NAME",
+        "HERL_JOB_NAMESPACE",
+        "HERL_METRICS_PORT",
+        "HERL_JUDGE_API_KEY",
+        "HERL_JOB_FILE",
+    }
+)
 
 JSON = dict[str, Any]
 
@@ -62,7 +69,7 @@ def cleanup_job_name(job_name: str) -> str:
 def checkpoint_subpath(job: HeRLJob, namespace: str) -> str:
     """Stable per-HeRLJob folder on the PVC, so every retry/preemption resumes from the same place."""
     pvc = job.spec.checkpoints_.pvc
-    return (pvc.sub_path if pvc and pvc.sub_path else f"herl/{namespace}/{job.metadata.name}")
+    return pvc.sub_path if pvc and pvc.sub_path else f"herl/{namespace}/{job.metadata.name}"
 
 
 def labels(name: str, component: str | None = None) -> dict[str, str]:
@@ -91,14 +98,25 @@ class Context:
 def owner_reference(job: HeRLJob, uid: str | None) -> list[JSON]:
     if not uid:
         return []
-    return [{
-        "apiVersion": f"{API_GROUP}/{API_VERSION}", "kind": KIND, "name": job.metadata.name,
-        "uid": uid, "controller": True, "blockOwnerDeletion": True,
-    }]
+    return [
+        {
+            "apiVersion": f"{API_GROUP}/{API_VERSION}",
+            "kind": KIND,
+            "name": job.metadata.name,
+            "uid": uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
 
 
-def _metadata(job: HeRLJob, ctx: Context, name: str, component: str | None = None,
-              extra_labels: dict[str, str] | None = None) -> JSON:
+def _metadata(
+    job: HeRLJob,
+    ctx: Context,
+    name: str,
+    component: str | None = None,
+    extra_labels: dict[str, str] | None = None,
+) -> JSON:
     lab = labels(job.metadata.name, component)
     if ctx.uid:
         lab[LABEL_JOB_UID] = ctx.uid
@@ -112,19 +130,28 @@ def _metadata(job: HeRLJob, ctx: Context, name: str, component: str | None = Non
 
 def job_document(job: HeRLJob, raw_spec: JSON | None = None, namespace: str | None = None) -> JSON:
     """The file the trainer reads: the HeRLJob as the user wrote it (presets are re-applied there)."""
-    spec = raw_spec if raw_spec is not None else job.spec.model_dump(by_alias=True, exclude_unset=True,
-                                                                      mode="json")
-    return {"apiVersion": f"{API_GROUP}/{API_VERSION}", "kind": KIND,
-            "metadata": {"name": job.metadata.name, "namespace": namespace or job.metadata.namespace},
-            "spec": spec}
+    spec = (
+        raw_spec
+        if raw_spec is not None
+        else job.spec.model_dump(by_alias=True, exclude_unset=True, mode="json")
+    )
+    return {
+        "apiVersion": f"{API_GROUP}/{API_VERSION}",
+        "kind": KIND,
+        "metadata": {"name": job.metadata.name, "namespace": namespace or job.metadata.namespace},
+        "spec": spec,
+    }
 
 
 def build_configmap(job: HeRLJob, ctx: Context, raw_spec: JSON | None = None) -> JSON:
     """The ConfigMap holding job.yaml (data, never shell)."""
     text = yaml.safe_dump(job_document(job, raw_spec, ctx.namespace), sort_keys=False, allow_unicode=True)
-    return {"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": _metadata(job, ctx, configmap_name(job.metadata.name), "config"),
-            "data": {"job.yaml": text}}
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _metadata(job, ctx, configmap_name(job.metadata.name), "config"),
+        "data": {"job.yaml": text},
+    }
 
 
 def _env(job: HeRLJob, ctx: Context) -> list[JSON]:
@@ -134,13 +161,21 @@ def _env(job: HeRLJob, ctx: Context) -> list[JSON]:
         if item.name in OWNED_ENV:
             continue
         if item.secret_key_ref is not None:
-            env.append({"name": item.name, "valueFrom": {"secretKeyRef": {
-                "name": item.secret_key_ref.name, "key": item.secret_key_ref.key}}})
+            env.append(
+                {
+                    "name": item.name,
+                    "valueFrom": {
+                        "secretKeyRef": {"name": item.secret_key_ref.name, "key": item.secret_key_ref.key}
+                    },
+                }
+            )
         else:
             env.append({"name": item.name, "value": item.value or ""})
-    env += [{"name": "HERL_JOB_NAME", "value": job.metadata.name},
-            {"name": "HERL_JOB_NAMESPACE", "value": ctx.namespace},
-            {"name": "HERL_JOB_FILE", "value": JOB_FILE}]
+    env += [
+        {"name": "HERL_JOB_NAME", "value": job.metadata.name},
+        {"name": "HERL_JOB_NAMESPACE", "value": ctx.namespace},
+        {"name": "HERL_JOB_FILE", "value": JOB_FILE},
+    ]
     ck = spec.checkpoints_
     if ck.pvc is not None:
         env.append({"name": "HERL_CHECKPOINT_DIR", "value": CHECKPOINT_MOUNT})
@@ -150,8 +185,17 @@ def _env(job: HeRLJob, ctx: Context) -> list[JSON]:
         env.append({"name": "HERL_METRICS_PORT", "value": str(spec.metrics_.port)})
     judge = spec.reward_.judge
     if judge is not None and judge.api_key_secret_ref is not None:
-        env.append({"name": "HERL_JUDGE_API_KEY", "valueFrom": {"secretKeyRef": {
-            "name": judge.api_key_secret_ref.name, "key": judge.api_key_secret_ref.key}}})
+        env.append(
+            {
+                "name": "HERL_JUDGE_API_KEY",
+                "valueFrom": {
+                    "secretKeyRef": {
+                        "name": judge.api_key_secret_ref.name,
+                        "key": judge.api_key_secret_ref.key,
+                    }
+                },
+            }
+        )
     return env
 
 
@@ -168,8 +212,13 @@ def _volumes(job: HeRLJob, namespace: str) -> tuple[list[JSON], list[JSON]]:
     pvc = job.spec.checkpoints_.pvc
     if pvc is not None:
         vols.append({"name": "checkpoints", "persistentVolumeClaim": {"claimName": pvc.claim_name}})
-        mounts.append({"name": "checkpoints", "mountPath": CHECKPOINT_MOUNT,
-                       "subPath": checkpoint_subpath(job, namespace)})
+        mounts.append(
+            {
+                "name": "checkpoints",
+                "mountPath": CHECKPOINT_MOUNT,
+                "subPath": checkpoint_subpath(job, namespace),
+            }
+        )
     return vols, mounts
 
 
@@ -182,9 +231,10 @@ def _pod_template(job: HeRLJob, ctx: Context, *, head: bool) -> JSON:
         resources: JSON = {"requests": {"cpu": cpu, "memory": mem}, "limits": {"cpu": cpu, "memory": mem}}
     else:
         gpus = str(res.gpus_per_worker)
-        resources = {"requests": {"cpu": res.cpu, "memory": res.memory, "nvidia.com/gpu": gpus},
-                     "limits": {"cpu": res.cpu, "memory": res.memory,
-                                "nvidia.com/gpu": gpus}}
+        resources = {
+            "requests": {"cpu": res.cpu, "memory": res.memory, "nvidia.com/gpu": gpus},
+            "limits": {"cpu": res.cpu, "memory": res.memory, "nvidia.com/gpu": gpus},
+        }
     container: JSON = {
         "name": "ray-head" if head else "ray-worker",
         "image": res.image,
@@ -194,8 +244,9 @@ def _pod_template(job: HeRLJob, ctx: Context, *, head: bool) -> JSON:
         "volumeMounts": mounts,
     }
     if head and spec.metrics_.enabled:
-        container["ports"] = [{"name": METRICS_PORT_NAME, "containerPort": spec.metrics_.port,
-                               "protocol": "TCP"}]
+        container["ports"] = [
+            {"name": METRICS_PORT_NAME, "containerPort": spec.metrics_.port, "protocol": "TCP"}
+        ]
     pod: JSON = {"containers": [container], "volumes": vols}
     if res.service_account_name:
         pod["serviceAccountName"] = res.service_account_name
@@ -253,14 +304,16 @@ def build_rayjob(job: HeRLJob, ctx: Context) -> JSON:
                 "rayStartParams": {"num-cpus": HEAD_RAY_CPUS, "num-gpus": "0", "dashboard-host": "0.0.0.0"},
                 "template": _pod_template(job, ctx, head=True),
             },
-            "workerGroupSpecs": [{
-                "groupName": "gpu",
-                "replicas": res.workers,
-                "minReplicas": res.workers,
-                "maxReplicas": res.workers,
-                "rayStartParams": {},
-                "template": _pod_template(job, ctx, head=False),
-            }],
+            "workerGroupSpecs": [
+                {
+                    "groupName": "gpu",
+                    "replicas": res.workers,
+                    "minReplicas": res.workers,
+                    "maxReplicas": res.workers,
+                    "rayStartParams": {},
+                    "template": _pod_template(job, ctx, head=False),
+                }
+            ],
         },
     }
     if rp.attempt_deadline_seconds:
@@ -268,9 +321,17 @@ def build_rayjob(job: HeRLJob, ctx: Context) -> JSON:
     if spec.resources_.service_account_name:
         rj_spec["submitterPodTemplate"] = {
             "metadata": {"labels": labels(job.metadata.name, "submitter")},
-            "spec": {"restartPolicy": "Never", "serviceAccountName": res.service_account_name,
-                     "containers": [{"name": "ray-job-submitter", "image": res.image,
-                                     "imagePullPolicy": res.image_pull_policy}]},
+            "spec": {
+                "restartPolicy": "Never",
+                "serviceAccountName": res.service_account_name,
+                "containers": [
+                    {
+                        "name": "ray-job-submitter",
+                        "image": res.image,
+                        "imagePullPolicy": res.image_pull_policy,
+                    }
+                ],
+            },
         }
     return {"apiVersion": "ray.io/v1", "kind": "RayJob", "metadata": meta, "spec": rj_spec}
 
@@ -290,17 +351,35 @@ def build_cleanup_job(job: HeRLJob, ctx: Context) -> JSON | None:
     meta = _metadata(job, Context(ctx.namespace), cleanup_job_name(job.metadata.name), "checkpoint-cleanup")
     pod: JSON = {
         "restartPolicy": "Never",
-        "containers": [{
-            "name": "cleanup", "image": res.image, "imagePullPolicy": res.image_pull_policy,
-            "command": ["find", CHECKPOINT_MOUNT, "-mindepth", "1", "-delete"],
-            "volumeMounts": [{"name": "checkpoints", "mountPath": CHECKPOINT_MOUNT,
-                              "subPath": checkpoint_subpath(job, ctx.namespace)}],
-        }],
+        "containers": [
+            {
+                "name": "cleanup",
+                "image": res.image,
+                "imagePullPolicy": res.image_pull_policy,
+                "command": ["find", CHECKPOINT_MOUNT, "-mindepth", "1", "-delete"],
+                "volumeMounts": [
+                    {
+                        "name": "checkpoints",
+                        "mountPath": CHECKPOINT_MOUNT,
+                        "subPath": checkpoint_subpath(job, ctx.namespace),
+                    }
+                ],
+            }
+        ],
         "volumes": [{"name": "checkpoints", "persistentVolumeClaim": {"claimName": ck.pvc.claim_name}}],
     }
     if res.service_account_name:
         pod["serviceAccountName"] = res.service_account_name
-    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta,
-            "spec": {"backoffLimit": 2, "ttlSecondsAfterFinished": 3600,
-                     "template": {"metadata": {"labels": labels(job.metadata.name, "checkpoint-cleanup")},
-                                  "spec": pod}}}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": meta,
+        "spec": {
+            "backoffLimit": 2,
+            "ttlSecondsAfterFinished": 3600,
+            "template": {
+                "metadata": {"labels": labels(job.metadata.name, "checkpoint-cleanup")},
+                "spec": pod,
+            },
+        },
+    }

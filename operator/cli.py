@@ -27,8 +27,10 @@ def render(path: str, namespace: str | None = None) -> str:
     ns = namespace or job.metadata.namespace or "default"
     ctx = b.Context(namespace=ns, uid=None)
     objs = [b.build_configmap(job, ctx, docs[0].get("spec")), b.build_rayjob(job, ctx)]
-    header = ("# Rendered by `herl render` (what the operator creates; the operator also adds an\n"
-              "# ownerReference to the HeRLJob's uid and the herl.dev/spec-digest annotation).\n")
+    header = (
+        "# Rendered by `herl render` (what the operator creates; the operator also adds an\n"
+        "# ownerReference to the HeRLJob's uid and the herl.dev/spec-digest annotation).\n"
+    )
     return header + yaml.safe_dump_all(objs, sort_keys=False, allow_unicode=True)
 
 
@@ -44,15 +46,20 @@ def _cmd_operator(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("operator", help="run the HeRLJob operator (kopf options pass through)",
-                              description="Run the HeRLJob → KubeRay operator. Options: --metrics-port, "
-                              "--resync-seconds, --progress-seconds, plus any `kopf run` option "
-                              "(e.g. --namespace, --all-namespaces, --liveness).")
+    p = subparsers.add_parser(
+        "operator",
+        help="run the HeRLJob operator (kopf options pass through)",
+        description="Run the HeRLJob → KubeRay operator. Options: --metrics-port, "
+        "--resync-seconds, --progress-seconds, plus any `kopf run` option "
+        "(e.g. --namespace, --all-namespaces, --liveness).",
+    )
     p.add_argument("kopf_args", nargs=argparse.REMAINDER, help="operator/kopf options")
     p.set_defaults(func=_cmd_operator)
-    r = subparsers.add_parser("render", help="print the RayJob + ConfigMap the operator would create",
-                              description="Validate FILE and print exactly what the operator would create "
-                              "(for review and GitOps).")
+    r = subparsers.add_parser(
+        "render",
+        help="print the RayJob + ConfigMap the operator would create",
+        description="Validate FILE and print exactly what the operator would create (for review and GitOps).",
+    )
     r.add_argument("file")
     r.add_argument("--namespace", "-n", default=None, help="namespace (default: the file's, else default)")
     r.set_defaults(func=_cmd_render)

@@ -83,9 +83,12 @@ def build_registry(config: OperatorConfig | None = None) -> tuple[kopf.OperatorR
         if info is not None:
             rt.client = KubeClient.from_connection(info, max_concurrency=config.client_concurrency)
             rt.reconciler = Reconciler(
-                rt.client, metrics=rt.metrics,
+                rt.client,
+                metrics=rt.metrics,
                 puller=ProgressPuller(config.url_resolver, min_interval=config.progress_seconds),
-                post_event=_post_event, config=Config(resync_seconds=config.resync_seconds))
+                post_event=_post_event,
+                config=Config(resync_seconds=config.resync_seconds),
+            )
         return info
 
     @kopf.on.startup(registry=registry)

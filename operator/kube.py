@@ -85,9 +85,15 @@ class KubeClient:
     create"). Concurrency is bounded so a burst of 500 new jobs does not open 1500 sockets at once.
     """
 
-    def __init__(self, server: str, *, headers: dict[str, str] | None = None,
-                 ssl_ctx: ssl.SSLContext | bool = False, timeout: float = 10.0,
-                 max_concurrency: int = 32) -> None:
+    def __init__(
+        self,
+        server: str,
+        *,
+        headers: dict[str, str] | None = None,
+        ssl_ctx: ssl.SSLContext | bool = False,
+        timeout: float = 10.0,
+        max_concurrency: int = 32,
+    ) -> None:
         self.server = server.rstrip("/")
         self._headers = {"Accept": "application/json", **(headers or {})}
         self._ssl = ssl_ctx
@@ -111,19 +117,33 @@ class KubeClient:
     def _sess(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(ssl=self._ssl, limit=64)
-            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout,
-                                                  headers=self._headers)
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=self._timeout, headers=self._headers
+            )
         return self._session
 
-    async def _request(self, verb: str, res: Resource, method: str, path: str,
-                       body: JSON | None = None, content_type: str = "application/json",
-                       params: dict[str, str] | None = None) -> JSON:
+    async def _request(
+        self,
+        verb: str,
+        res: Resource,
+        method: str,
+        path: str,
+        body: JSON | None = None,
+        content_type: str = "application/json",
+        params: dict[str, str] | None = None,
+    ) -> JSON:
         self.calls[(verb, res.rbac_resource)] += 1
         data = json.dumps(body).encode() if body is not None else None
-        async with self._sem, self._sess().request(
-            method, self.server + path, data=data, params=params,
-            headers={"Content-Type": content_type} if data is not None else None,
-        ) as resp:
+        async with (
+            self._sem,
+            self._sess().request(
+                method,
+                self.server + path,
+                data=data,
+                params=params,
+                headers={"Content-Type": content_type} if data is not None else None,
+            ) as resp,
+        ):
             text = await resp.text()
             if resp.status >= 400:
                 reason, message = resp.reason or "", text[:500]
@@ -152,15 +172,22 @@ class KubeClient:
 
     async def create(self, res: Resource, namespace: str, body: JSON) -> JSON:
         """Create; raises ApiError(409) when the name is taken (callers adopt or report)."""
-        return await self._request("create", res, "POST", res.path(namespace), body,
-                                   params={"fieldManager": "herl-operator"})
+        return await self._request(
+            "create", res, "POST", res.path(namespace), body, params={"fieldManager": "herl-operator"}
+        )
 
     async def patch(self, res: Resource, namespace: str, name: str, patch: JSON) -> JSON | None:
         """JSON merge patch (also on /status); None when the object is gone."""
         try:
-            return await self._request("patch", res, "PATCH", res.path(namespace, name), patch,
-                                       content_type="application/merge-patch+json",
-                                       params={"fieldManager": "herl-operator"})
+            return await self._request(
+                "patch",
+                res,
+                "PATCH",
+                res.path(namespace, name),
+                patch,
+                content_type="application/merge-patch+json",
+                params={"fieldManager": "herl-operator"},
+            )
         except ApiError as exc:
             if exc.status == 404:
                 return None
@@ -169,9 +196,13 @@ class KubeClient:
     async def delete(self, res: Resource, namespace: str, name: str) -> bool:
         """Delete with background propagation (children of children go too); False when absent."""
         try:
-            await self._request("delete", res, "DELETE", res.path(namespace, name),
-                                {"kind": "DeleteOptions", "apiVersion": "v1",
-                                 "propagationPolicy": "Background"})
+            await self._request(
+                "delete",
+                res,
+                "DELETE",
+                res.path(namespace, name),
+                {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"},
+            )
             return True
         except ApiError as exc:
             if exc.status == 404:

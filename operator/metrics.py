@@ -37,8 +37,9 @@ class OperatorMetrics:
         self.reconciles.labels(result=result).inc()
         self.duration.observe(seconds)
 
-    def set_job(self, namespace: str, name: str, phase: str | None, gpu_hours: float,
-                reward: float | None) -> None:
+    def set_job(
+        self, namespace: str, name: str, phase: str | None, gpu_hours: float, reward: float | None
+    ) -> None:
         key = (namespace, name)
         phase = phase or "Pending"
         if self._phases.get(key) != phase:

@@ -54,7 +54,10 @@ def parse_metrics(text: str, job_name: str, namespace: str) -> tuple[JSON, int |
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             labels = sample.labels
-            if labels.get("herl_job", job_name) != job_name or labels.get("namespace", namespace) != namespace:
+            if (
+                labels.get("herl_job", job_name) != job_name
+                or labels.get("namespace", namespace) != namespace
+            ):
                 continue
             value = sample.value
             if value != value:  # NaN: nothing reported yet
@@ -73,8 +76,9 @@ def parse_metrics(text: str, job_name: str, namespace: str) -> tuple[JSON, int |
 class ProgressPuller:
     """Throttled, failure-tolerant scraping of one endpoint per running job."""
 
-    def __init__(self, resolver: URLResolver = default_resolver, *, min_interval: float = 30.0,
-                 timeout: float = 3.0) -> None:
+    def __init__(
+        self, resolver: URLResolver = default_resolver, *, min_interval: float = 30.0, timeout: float = 3.0
+    ) -> None:
         self.resolver = resolver
         self.min_interval = min_interval
         self.timeout = aiohttp.ClientTimeout(total=timeout)
@@ -95,8 +99,9 @@ class ProgressPuller:
         last = self._last.get(key)
         return last is None or time.monotonic() - last >= self.min_interval
 
-    async def pull(self, namespace: str, name: str, rayjob: JSON, port: int,
-                   now: datetime) -> tuple[JSON | None, int | None]:
+    async def pull(
+        self, namespace: str, name: str, rayjob: JSON, port: int, now: datetime
+    ) -> tuple[JSON | None, int | None]:
         """(progress, checkpoint step), or (None, None) when not due, unreachable or empty."""
         key = (namespace, name)
         if not self.due(key):

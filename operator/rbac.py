@@ -79,22 +79,52 @@ class Rule:
 
 
 RULES: tuple[Rule, ...] = (
-    Rule("herl.dev", "herljobs", ("list", "watch"),
-         "kopf watches HeRLJobs (on.event handlers; the reconciler reads its in-memory cache)"),
-    Rule("herl.dev", "herljobs/status", ("patch",),
-         "the reconciler writes phase, conditions, attempts, progress (merge patch on /status)"),
-    Rule("ray.io", "rayjobs", ("get", "list", "watch", "create", "patch", "delete"),
-         "kopf watches owned RayJobs; the reconciler creates one per HeRLJob, reads it back on 409, "
-         "patches suspend/labels, deletes it on budget stop and in its own cleanup"),
-    Rule("", "configmaps", ("get", "create", "delete"),
-         "the job.yaml ConfigMap the trainer reads; read back on 409; deleted in cleanup"),
-    Rule("batch", "jobs", ("create",),
-         "checkpoint retention Delete: a one-off Job that empties the job's checkpoint folder on the PVC"),
+    Rule(
+        "herl.dev",
+        "herljobs",
+        ("list", "watch"),
+        "kopf watches HeRLJobs (on.event handlers; the reconciler reads its in-memory cache)",
+    ),
+    Rule(
+        "herl.dev",
+        "herljobs/status",
+        ("patch",),
+        "the reconciler writes phase, conditions, attempts, progress (merge patch on /status)",
+    ),
+    Rule(
+        "ray.io",
+        "rayjobs",
+        ("get", "list", "watch", "create", "patch", "delete"),
+        "kopf watches owned RayJobs; the reconciler creates one per HeRLJob, reads it back on 409, "
+        "patches suspend/labels, deletes it on budget stop and in its own cleanup",
+    ),
+    Rule(
+        "",
+        "configmaps",
+        ("get", "create", "delete"),
+        "the job.yaml ConfigMap the trainer reads; read back on 409; deleted in cleanup",
+    ),
+    Rule(
+        "batch",
+        "jobs",
+        ("create",),
+        "checkpoint retention Delete: a one-off Job that empties the job's checkpoint folder on the PVC",
+    ),
     Rule("", "events", ("create",), "kopf.info/kopf.warn post core/v1 Events for every transition"),
-    Rule("apiextensions.k8s.io", "customresourcedefinitions", ("list", "watch"),
-         "kopf discovers the watched CRDs and notices when they appear", cluster_scoped=True),
-    Rule("", "namespaces", ("list", "watch"),
-         "kopf follows namespaces when running cluster-wide or with namespace patterns", cluster_scoped=True),
+    Rule(
+        "apiextensions.k8s.io",
+        "customresourcedefinitions",
+        ("list", "watch"),
+        "kopf discovers the watched CRDs and notices when they appear",
+        cluster_scoped=True,
+    ),
+    Rule(
+        "",
+        "namespaces",
+        ("list", "watch"),
+        "kopf follows namespaces when running cluster-wide or with namespace patterns",
+        cluster_scoped=True,
+    ),
 )
 
 

@@ -114,9 +114,16 @@ class Config:
 
 
 class Reconciler:
-    def __init__(self, client: KubeClient, *, metrics: OperatorMetrics | None = None,
-                 puller: ProgressPuller | None = None, post_event: EventPoster | None = None,
-                 config: Config | None = None, clock: Callable[[], datetime] = _now) -> None:
+    def __init__(
+        self,
+        client: KubeClient,
+        *,
+        metrics: OperatorMetrics | None = None,
+        puller: ProgressPuller | None = None,
+        post_event: EventPoster | None = None,
+        config: Config | None = None,
+        clock: Callable[[], datetime] = _now,
+    ) -> None:
         self.client = client
         self.metrics = metrics or OperatorMetrics()
         self.puller = puller
@@ -165,8 +172,12 @@ class Reconciler:
     def _validate(self, key: Key, body: JSON) -> tuple[HeRLJob | None, tuple[tuple[str, str], ...]]:
         spec = body.get("spec")
         meta = body.get("metadata") or {}
-        doc = {"apiVersion": body.get("apiVersion"), "kind": body.get("kind"),
-               "metadata": {"name": meta.get("name"), "namespace": meta.get("namespace")}, "spec": spec}
+        doc = {
+            "apiVersion": body.get("apiVersion"),
+            "kind": body.get("kind"),
+            "metadata": {"name": meta.get("name"), "namespace": meta.get("namespace")},
+            "spec": spec,
+        }
         fingerprint = hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
         cached = self._valid.get(key)
         if cached and cached[0] == fingerprint:
@@ -190,8 +201,13 @@ class Reconciler:
                 await self._reconcile(key, body, periodic)
             except Exception as exc:
                 result = "error"
-                log.warning("reconcile of %s/%s failed: %s", key[0], key[1], exc,
-                            extra={"object": {"namespace": key[0], "name": key[1]}})
+                log.warning(
+                    "reconcile of %s/%s failed: %s",
+                    key[0],
+                    key[1],
+                    exc,
+                    extra={"object": {"namespace": key[0], "name": key[1]}},
+                )
         self.metrics.observe_reconcile(result, time.perf_counter() - started)
         return result
 
@@ -211,8 +227,14 @@ class Reconciler:
         else:
             ctx = b.Context(namespace=ns, uid=uid)
             prev_phase = prev.get("phase")
-            prev_reason = next((c.get("reason") for c in prev.get("conditions") or []
-                                if c.get("type") == "Failed" and c.get("status") == "True"), None)
+            prev_reason = next(
+                (
+                    c.get("reason")
+                    for c in prev.get("conditions") or []
+                    if c.get("type") == "Failed" and c.get("status") == "True"
+                ),
+                None,
+            )
             terminal = prev_phase in TERMINAL_PHASES and prev_reason not in ("InvalidSpec", "RayJobConflict")
             if rayjob is None and not terminal:
                 rayjob, conflict = await self._ensure_children(job, ctx, body)
@@ -234,8 +256,12 @@ class Reconciler:
 
         status = derive_status(job, rayjob, prev, now, generation=generation, obs=Observation(**obs_kw))
 
-        if (job is not None and rayjob is not None and status.get("phase") == "Failed"
-                and _failed_reason(status) == "BudgetExceeded"):
+        if (
+            job is not None
+            and rayjob is not None
+            and status.get("phase") == "Failed"
+            and _failed_reason(status) == "BudgetExceeded"
+        ):
             rstatus = (rayjob.get("status") or {}).get("jobDeploymentStatus")
             if rstatus not in ("Complete", "Failed"):
                 await self.client.delete(rbac.RAYJOBS, ns, rayjob["metadata"]["name"])
@@ -254,13 +280,20 @@ class Reconciler:
 
     def _checkpoint(self, job: HeRLJob, ns: str, step: int, prev: JSON, now: datetime) -> JSON:
         ck = job.spec.checkpoints_
-        root = ck.uri.rstrip("/") if ck.uri else (
-            f"pvc://{ck.pvc.claim_name}/{b.checkpoint_subpath(job, ns)}" if ck.pvc else b.CHECKPOINT_MOUNT)
+        root = (
+            ck.uri.rstrip("/")
+            if ck.uri
+            else (
+                f"pvc://{ck.pvc.claim_name}/{b.checkpoint_subpath(job, ns)}" if ck.pvc else b.CHECKPOINT_MOUNT
+            )
+        )
         old = prev.get("lastCheckpoint") or {}
         when = old.get("time") if old.get("step") == step else iso(now)
         return {"step": step, "path": f"{root}/global_step_{step}", "time": when}
 
-    async def _ensure_children(self, job: HeRLJob, ctx: b.Context, body: JSON) -> tuple[JSON | None, str | None]:
+    async def _ensure_children(
+        self, job: HeRLJob, ctx: b.Context, body: JSON
+    ) -> tuple[JSON | None, str | None]:
         ns, name = ctx.namespace, job.metadata.name
         cm = b.build_configmap(job, ctx, body.get("spec"))
         try:
@@ -273,7 +306,8 @@ class Reconciler:
                 return None, f"ConfigMap {ns}/{cm['metadata']['name']} exists and is not ours"
         rj = b.build_rayjob(job, ctx)
         rj["metadata"].setdefault("annotations", {})[ANNOTATION_SPEC_DIGEST] = json.dumps(
-            spec_digest(body.get("spec") or {}), sort_keys=True, separators=(",", ":"))
+            spec_digest(body.get("spec") or {}), sort_keys=True, separators=(",", ":")
+        )
         try:
             created = await self.client.create(rbac.RAYJOBS, ns, rj)
             self.post_event(body, "Normal", "RayJobCreated", f"created RayJob {rj['metadata']['name']}")
@@ -302,19 +336,32 @@ class Reconciler:
         if not terminal:
             if rp.suspend and not (rspec.get("suspend") and ours_suspended):
                 patch.setdefault("spec", {})["suspend"] = True
-                patch.setdefault("metadata", {}).setdefault("annotations", {})[b.ANNOTATION_SUSPENDED_BY_US] = "true"
-                self.post_event(body, "Normal", "Suspending", "spec.runPolicy.suspend is true: stopping the cluster")
+                patch.setdefault("metadata", {}).setdefault("annotations", {})[
+                    b.ANNOTATION_SUSPENDED_BY_US
+                ] = "true"
+                self.post_event(
+                    body, "Normal", "Suspending", "spec.runPolicy.suspend is true: stopping the cluster"
+                )
             elif not rp.suspend and ours_suspended:
-                patch.setdefault("metadata", {}).setdefault("annotations", {})[b.ANNOTATION_SUSPENDED_BY_US] = "false"
+                patch.setdefault("metadata", {}).setdefault("annotations", {})[
+                    b.ANNOTATION_SUSPENDED_BY_US
+                ] = "false"
                 if job.spec.queue is None or rspec.get("suspend"):
                     patch.setdefault("spec", {})["suspend"] = False
-                self.post_event(body, "Normal", "Resuming", "spec.runPolicy.suspend is false: resuming from checkpoint")
+                self.post_event(
+                    body, "Normal", "Resuming", "spec.runPolicy.suspend is false: resuming from checkpoint"
+                )
             if rspec.get("backoffLimit") != rp.backoff_limit:
                 patch.setdefault("spec", {})["backoffLimit"] = rp.backoff_limit
-            if rp.attempt_deadline_seconds and rspec.get("activeDeadlineSeconds") != rp.attempt_deadline_seconds:
+            if (
+                rp.attempt_deadline_seconds
+                and rspec.get("activeDeadlineSeconds") != rp.attempt_deadline_seconds
+            ):
                 patch.setdefault("spec", {})["activeDeadlineSeconds"] = rp.attempt_deadline_seconds
             want = b.queue_labels(job)
-            have = {k: v for k, v in (meta.get("labels") or {}).items() if k in (b.KUEUE_QUEUE, b.KUEUE_PRIORITY)}
+            have = {
+                k: v for k, v in (meta.get("labels") or {}).items() if k in (b.KUEUE_QUEUE, b.KUEUE_PRIORITY)
+            }
             if want != have:
                 labels = {k: want.get(k) for k in (b.KUEUE_QUEUE, b.KUEUE_PRIORITY) if k in want or k in have}
                 patch.setdefault("metadata", {})["labels"] = labels
@@ -333,15 +380,31 @@ class Reconciler:
     def _announce(self, body: JSON, prev: JSON, status: JSON) -> None:
         old, new = prev.get("phase"), status.get("phase")
         if old != new:
-            cond = next((c for c in status.get("conditions") or [] if c["type"] == {
-                "Provisioning": "ClusterProvisioning"}.get(new, new)), None)
+            cond = next(
+                (
+                    c
+                    for c in status.get("conditions") or []
+                    if c["type"] == {"Provisioning": "ClusterProvisioning"}.get(new, new)
+                ),
+                None,
+            )
             reason = (cond or {}).get("reason") or new or "Unknown"
             message = f"phase {old or 'none'} → {new}: {status.get('message') or ''}".strip()
             self.post_event(body, "Warning" if new in ("Failed", "Retrying") else "Normal", reason, message)
-            log.info("%s/%s phase %s → %s (%s)", body["metadata"].get("namespace"),
-                     body["metadata"].get("name"), old, new, reason,
-                     extra={"object": {"namespace": body["metadata"].get("namespace"),
-                                       "name": body["metadata"].get("name")}})
+            log.info(
+                "%s/%s phase %s → %s (%s)",
+                body["metadata"].get("namespace"),
+                body["metadata"].get("name"),
+                old,
+                new,
+                reason,
+                extra={
+                    "object": {
+                        "namespace": body["metadata"].get("namespace"),
+                        "name": body["metadata"].get("name"),
+                    }
+                },
+            )
         old_retries = sum(1 for a in prev.get("attempts") or [] if a.get("result") == "Retried")
         new_retries = sum(1 for a in status.get("attempts") or [] if a.get("result") == "Retried")
         if new_retries > old_retries:
@@ -353,8 +416,9 @@ class Reconciler:
 
     def _export(self, key: Key, status: JSON) -> None:
         reward = (status.get("progress") or {}).get("rewardMean")
-        self.metrics.set_job(key[0], key[1], status.get("phase"), float(status.get("gpuHours") or 0.0),
-                             reward)
+        self.metrics.set_job(
+            key[0], key[1], status.get("phase"), float(status.get("gpuHours") or 0.0), reward
+        )
 
     # ---- deletion and resync ---------------------------------------------------------------------
 

@@ -22,17 +22,51 @@ from herl.api.model import HeRLJob
 JSON = dict[str, Any]
 TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
 PHASES = ("Pending", "Queued", "Suspended", "Provisioning", "Running", "Retrying", "Succeeded", "Failed")
-CONDITION_TYPES = ("Ready", "Queued", "Suspended", "ClusterProvisioning", "Running", "Retrying",
-                   "Succeeded", "Failed", "CheckpointAvailable", "SpecChangeIgnored")
-_PHASE_CONDITION = {"Queued": "Queued", "Suspended": "Suspended", "Provisioning": "ClusterProvisioning",
-                    "Running": "Running", "Retrying": "Retrying", "Succeeded": "Succeeded",
-                    "Failed": "Failed"}
+CONDITION_TYPES = (
+    "Ready",
+    "Queued",
+    "Suspended",
+    "ClusterProvisioning",
+    "Running",
+    "Retrying",
+    "Succeeded",
+    "Failed",
+    "CheckpointAvailable",
+    "SpecChangeIgnored",
+)
+_PHASE_CONDITION = {
+    "Queued": "Queued",
+    "Suspended": "Suspended",
+    "Provisioning": "ClusterProvisioning",
+    "Running": "Running",
+    "Retrying": "Retrying",
+    "Succeeded": "Succeeded",
+    "Failed": "Failed",
+}
 JOB_STATUSES = ("", "PENDING", "RUNNING", "STOPPED", "SUCCEEDED", "FAILED")
-DEPLOYMENT_STATUSES = ("", "New", "Initializing", "Waiting", "Running", "Suspending", "Suspended",
-                       "Retrying", "Complete", "Failed", "ValidationFailed")
-FAILURE_REASONS = ("", "SubmissionFailed", "DeadlineExceeded", "PreRunningDeadlineExceeded", "AppFailed",
-                   "JobDeploymentStatusTransitionGracePeriodExceeded", "JobStatusCheckTimeoutExceeded",
-                   "ValidationFailed")
+DEPLOYMENT_STATUSES = (
+    "",
+    "New",
+    "Initializing",
+    "Waiting",
+    "Running",
+    "Suspending",
+    "Suspended",
+    "Retrying",
+    "Complete",
+    "Failed",
+    "ValidationFailed",
+)
+FAILURE_REASONS = (
+    "",
+    "SubmissionFailed",
+    "DeadlineExceeded",
+    "PreRunningDeadlineExceeded",
+    "AppFailed",
+    "JobDeploymentStatusTransitionGracePeriodExceeded",
+    "JobStatusCheckTimeoutExceeded",
+    "ValidationFailed",
+)
 MAX_MESSAGE = 1024
 #: Failures that clear by themselves once the user fixes the cause (they never started a RayJob).
 _RECOVERABLE = frozenset({"InvalidSpec", "RayJobConflict"})
@@ -100,8 +134,11 @@ def map_rayjob(job: HeRLJob | None, rayjob: JSON | None) -> PhaseView:
         why = {"FAILED": "AppFailed", "STOPPED": "Stopped"}.get(js, "CompleteWithoutSuccess")
         return PhaseView("Failed", why, message or f"Ray job ended with jobStatus {js or 'unknown'}")
     if jds == "Failed":
-        return PhaseView("Failed", clean_reason(reason, "DeploymentFailed"),
-                         message or "KubeRay reports the deployment failed")
+        return PhaseView(
+            "Failed",
+            clean_reason(reason, "DeploymentFailed"),
+            message or "KubeRay reports the deployment failed",
+        )
     if jds == "ValidationFailed":
         return PhaseView("Failed", "RayJobValidationFailed", message or "KubeRay rejected the RayJob")
     if jds == "Retrying":
@@ -132,8 +169,14 @@ def _gpus(job: HeRLJob | None) -> int:
     return res.workers * res.gpus_per_worker
 
 
-def _close(att: JSON, result: str, now: datetime, reason: str | None = None, message: str | None = None,
-           end: str | None = None) -> None:
+def _close(
+    att: JSON,
+    result: str,
+    now: datetime,
+    reason: str | None = None,
+    message: str | None = None,
+    end: str | None = None,
+) -> None:
     att["result"] = result
     att["endTime"] = end or iso(now)
     if reason:
@@ -158,13 +201,19 @@ def update_attempts(job: HeRLJob | None, rayjob: JSON | None, attempts: list[JSO
     if jds in ("Initializing", "Running", "Waiting"):
         new = open_ is None or bool(
             (start and open_.get("startTime") and start != open_.get("startTime"))
-            or (cluster and open_.get("rayClusterName") and cluster != open_.get("rayClusterName")))
+            or (cluster and open_.get("rayClusterName") and cluster != open_.get("rayClusterName"))
+        )
         if new:
             if open_ is not None:
                 retried = int(st.get("failed") or 0) > failed_seen
                 _close(open_, "Retried" if retried else "Suspended", now)
-            att: JSON = {"index": len(attempts), "rayJobName": name, "startTime": start or iso(now),
-                         "result": "Running", "gpuSeconds": 0.0}
+            att: JSON = {
+                "index": len(attempts),
+                "rayJobName": name,
+                "startTime": start or iso(now),
+                "result": "Running",
+                "gpuSeconds": 0.0,
+            }
             if cluster:
                 att["rayClusterName"] = cluster
             attempts.append(att)
@@ -181,8 +230,15 @@ def update_attempts(job: HeRLJob | None, rayjob: JSON | None, attempts: list[JSO
     if open_ is None:
         if jds in ("Complete", "Failed") and not attempts:
             # Finished before we ever saw it running (operator was down): record one attempt.
-            attempts.append({"index": 0, "rayJobName": name, "startTime": start or iso(now),
-                             "result": "Running", "gpuSeconds": 0.0})
+            attempts.append(
+                {
+                    "index": 0,
+                    "rayJobName": name,
+                    "startTime": start or iso(now),
+                    "result": "Running",
+                    "gpuSeconds": 0.0,
+                }
+            )
             open_ = attempts[-1]
         else:
             return
@@ -192,8 +248,14 @@ def update_attempts(job: HeRLJob | None, rayjob: JSON | None, attempts: list[JSO
         _close(open_, "Suspended", now)
     elif jds == "Complete":
         ok = js == "SUCCEEDED"
-        _close(open_, "Succeeded" if ok else "Failed", now, None if ok else map_rayjob(job, rayjob).reason,
-               message, end=st.get("endTime"))
+        _close(
+            open_,
+            "Succeeded" if ok else "Failed",
+            now,
+            None if ok else map_rayjob(job, rayjob).reason,
+            message,
+            end=st.get("endTime"),
+        )
     elif jds in ("Failed", "ValidationFailed"):
         _close(open_, "Failed", now, clean_reason(reason, "DeploymentFailed"), message, end=st.get("endTime"))
 
@@ -216,60 +278,98 @@ def _conditions(view: PhaseView, status: JSON, obs: Observation) -> list[tuple[s
     out: list[tuple[str, str, str, str]] = []
     active = _PHASE_CONDITION.get(view.phase)
     ready = view.phase == "Running"
-    out.append(("Ready", "True" if ready else "False", view.reason if not ready else "Training",
-                view.message))
+    out.append(
+        ("Ready", "True" if ready else "False", view.reason if not ready else "Training", view.message)
+    )
     for ctype in ("Queued", "Suspended", "ClusterProvisioning", "Running", "Retrying", "Succeeded", "Failed"):
         on = ctype == active
-        out.append((ctype, "True" if on else "False", view.reason if on else f"Phase{view.phase}",
-                    view.message if on else ""))
+        out.append(
+            (
+                ctype,
+                "True" if on else "False",
+                view.reason if on else f"Phase{view.phase}",
+                view.message if on else "",
+            )
+        )
     ck = status.get("lastCheckpoint")
     if ck:
-        out.append(("CheckpointAvailable", "True", "CheckpointSaved",
-                    f"step {ck.get('step')} at {ck.get('path')}"))
+        out.append(
+            ("CheckpointAvailable", "True", "CheckpointSaved", f"step {ck.get('step')} at {ck.get('path')}")
+        )
     else:
         out.append(("CheckpointAvailable", "False", "NoCheckpoint", "no checkpoint reported yet"))
     if obs.ignored_fields:
-        out.append(("SpecChangeIgnored", "True", "SpecChangeIgnored",
-                    _msg("changes to " + ", ".join(obs.ignored_fields)
-                         + " apply only to a new HeRLJob (the running trainer keeps its spec)")))
+        out.append(
+            (
+                "SpecChangeIgnored",
+                "True",
+                "SpecChangeIgnored",
+                _msg(
+                    "changes to "
+                    + ", ".join(obs.ignored_fields)
+                    + " apply only to a new HeRLJob (the running trainer keeps its spec)"
+                ),
+            )
+        )
     else:
         out.append(("SpecChangeIgnored", "False", "NoIgnoredChanges", ""))
     return out
 
 
-def merge_conditions(previous: list[JSON] | None, new: list[tuple[str, str, str, str]], now: datetime,
-                     generation: int | None) -> list[JSON]:
+def merge_conditions(
+    previous: list[JSON] | None, new: list[tuple[str, str, str, str]], now: datetime, generation: int | None
+) -> list[JSON]:
     """metav1 semantics: lastTransitionTime changes only when status flips."""
     prev = {c.get("type"): c for c in previous or []}
     out = []
     for ctype, status, reason, message in new:
         old = prev.get(ctype)
-        ltt = old["lastTransitionTime"] if old and old.get("status") == status and old.get(
-            "lastTransitionTime") else iso(now)
-        cond = {"type": ctype, "status": status, "reason": reason, "message": message,
-                "lastTransitionTime": ltt}
+        ltt = (
+            old["lastTransitionTime"]
+            if old and old.get("status") == status and old.get("lastTransitionTime")
+            else iso(now)
+        )
+        cond = {
+            "type": ctype,
+            "status": status,
+            "reason": reason,
+            "message": message,
+            "lastTransitionTime": ltt,
+        }
         if generation is not None:
             cond["observedGeneration"] = generation
         out.append(cond)
     return out
 
 
-def derive_status(job: HeRLJob | None, rayjob: JSON | None, previous: JSON | None, now: datetime, *,
-                  generation: int | None = None, obs: Observation | None = None) -> JSON:
+def derive_status(
+    job: HeRLJob | None,
+    rayjob: JSON | None,
+    previous: JSON | None,
+    now: datetime,
+    *,
+    generation: int | None = None,
+    obs: Observation | None = None,
+) -> JSON:
     """The complete status to write (wire format, only fields the CRD's status schema has)."""
     obs = obs or Observation()
     prev = copy.deepcopy(previous or {})
     attempts: list[JSON] = prev.get("attempts") or []
-    prev_failed = next((c for c in prev.get("conditions") or [] if c.get("type") == "Failed"
-                        and c.get("status") == "True"), None)
+    prev_failed = next(
+        (c for c in prev.get("conditions") or [] if c.get("type") == "Failed" and c.get("status") == "True"),
+        None,
+    )
 
     if obs.invalid:
         detail = "; ".join(f"{p or '<document>'}: {m}" for p, m in obs.invalid)
         view = PhaseView("Failed", "InvalidSpec", _msg(f"invalid spec: {detail}"))
     elif obs.conflict:
         view = PhaseView("Failed", "RayJobConflict", _msg(obs.conflict))
-    elif prev.get("phase") in TERMINAL_PHASES and (prev_failed or {}).get("reason") not in _RECOVERABLE and (
-            rayjob is None or (prev_failed or {}).get("reason") == "BudgetExceeded"):
+    elif (
+        prev.get("phase") in TERMINAL_PHASES
+        and (prev_failed or {}).get("reason") not in _RECOVERABLE
+        and (rayjob is None or (prev_failed or {}).get("reason") == "BudgetExceeded")
+    ):
         # Terminal stays terminal: the RayJob may be gone (budget stop, manual delete).
         reason = (prev_failed or {}).get("reason") or prev["phase"]
         view = PhaseView(prev["phase"], reason, (prev_failed or {}).get("message", ""))
@@ -280,8 +380,11 @@ def derive_status(job: HeRLJob | None, rayjob: JSON | None, previous: JSON | Non
     spent = _account(job, attempts, now)
     budget = job.spec.run_policy_.total_budget_seconds if job else None
     if budget and spent >= budget and view.phase not in TERMINAL_PHASES:
-        view = PhaseView("Failed", "BudgetExceeded",
-                         f"spent {int(spent)} s over all attempts; totalBudgetSeconds is {budget}")
+        view = PhaseView(
+            "Failed",
+            "BudgetExceeded",
+            f"spent {int(spent)} s over all attempts; totalBudgetSeconds is {budget}",
+        )
         if attempts and attempts[-1].get("result") == "Running":
             _close(attempts[-1], "Failed", now, "BudgetExceeded")
 
@@ -313,8 +416,9 @@ def derive_status(job: HeRLJob | None, rayjob: JSON | None, previous: JSON | Non
     ck = obs.checkpoint or prev.get("lastCheckpoint")
     if ck:
         status["lastCheckpoint"] = ck
-    status["conditions"] = merge_conditions(prev.get("conditions"), _conditions(view, status, obs), now,
-                                            generation)
+    status["conditions"] = merge_conditions(
+        prev.get("conditions"), _conditions(view, status, obs), now, generation
+    )
     return {k: v for k, v in status.items() if v is not None}
 
 

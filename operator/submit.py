@@ -15,8 +15,9 @@ from herl.api.validate import load_documents, load_job
 from herl.errors import UserError
 
 
-def submit(path: str | Path, namespace: str | None = None, context: str | None = None, *,
-           api_client: Any = None) -> dict[str, Any]:
+def submit(
+    path: str | Path, namespace: str | None = None, context: str | None = None, *, api_client: Any = None
+) -> dict[str, Any]:
     """Create the HeRLJob (or merge-patch its spec if it exists); returns the stored object."""
     job = load_job(path)
     docs, _ = load_documents(Path(path))
@@ -45,7 +46,8 @@ def submit(path: str | Path, namespace: str | None = None, context: str | None =
         if exc.status != 409:
             raise UserError(f"could not create HeRLJob {ns}/{name}: {exc.status} {exc.reason}") from exc
     try:
-        return api.patch_namespaced_custom_object(API_GROUP, API_VERSION, ns, PLURAL, name,
-                                                  {"spec": doc.get("spec") or {}})
+        return api.patch_namespaced_custom_object(
+            API_GROUP, API_VERSION, ns, PLURAL, name, {"spec": doc.get("spec") or {}}
+        )
     except ApiException as exc:
         raise UserError(f"could not update HeRLJob {ns}/{name}: {exc.status} {exc.reason}") from exc

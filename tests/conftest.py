@@ -33,5 +33,3 @@ def prometheus_factory() -> Iterator[Callable[..., PrometheusServer]]:
     yield start
     for prom in started:
         prom.stop()
-
-

@@ -27,27 +27,48 @@ HERE = Path(__file__).resolve().parent
 STEPS = 3
 WORDS = ["ocean", "river", "forest", "mountain", "desert", "city", "garden", "winter", "summer", "night"]
 TOPICS = ["the sea", "a journey", "a friend", "rain", "music", "a library", "coffee", "the moon"]
-HERL_KEYS = ("herl/prompts_attempted", "herl/revisions_generated", "herl/success_rate", "herl/over_prev_best",
-             "herl/kept", "herl/fallbacks", "herl/bonus_mean", "herl/he_token_frac", "actor/on_pg_loss",
-             "actor/off_pg_loss")
+HERL_KEYS = (
+    "herl/prompts_attempted",
+    "herl/revisions_generated",
+    "herl/success_rate",
+    "herl/over_prev_best",
+    "herl/kept",
+    "herl/fallbacks",
+    "herl/bonus_mean",
+    "herl/he_token_frac",
+    "actor/on_pg_loss",
+    "actor/off_pg_loss",
+)
 
 
 def build_tokenizer(out: Path):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    corpus = [f"Write a few sentences about {t}. Use the word {w}. Keep it under {n} words and end with a period."
-              for t in TOPICS for w in WORDS for n in (20, 30, 40)]
-    corpus += ["You act as a revision assistant. Satisfied: Unmet: Draft: Instruction: Candidate: none",
-               "Reply with the revised answer and nothing else. user assistant system"] * 10
+    corpus = [
+        f"Write a few sentences about {t}. Use the word {w}. Keep it under {n} words and end with a period."
+        for t in TOPICS
+        for w in WORDS
+        for n in (20, 30, 40)
+    ]
+    corpus += [
+        "You act as a revision assistant. Satisfied: Unmet: Draft: Instruction: Candidate: none",
+        "Reply with the revised answer and nothing else. user assistant system",
+    ] * 10
     tok = Tokenizer(models.BPE(unk_token=None))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(corpus, trainer=trainers.BpeTrainer(
-        vocab_size=1024, special_tokens=["<|pad|>", "<|im_end|>", "<|im_start|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<|pad|>", eos_token="<|im_end|>",
-                                   bos_token="<|im_start|>")
+    tok.train_from_iterator(
+        corpus,
+        trainer=trainers.BpeTrainer(
+            vocab_size=1024,
+            special_tokens=["<|pad|>", "<|im_end|>", "<|im_start|>"],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        ),
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<|pad|>", eos_token="<|im_end|>", bos_token="<|im_start|>"
+    )
     fast.chat_template = (
         "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
         "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
@@ -61,14 +82,26 @@ def build_model(out: Path, tok) -> None:
     from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
     torch.manual_seed(0)
-    cfg = Qwen2Config(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                      num_attention_heads=1, num_key_value_heads=1, head_dim=64, max_position_embeddings=4096,
-                      tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                      pad_token_id=tok.pad_token_id, torch_dtype="bfloat16")
+    cfg = Qwen2Config(
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=1,
+        num_key_value_heads=1,
+        head_dim=64,
+        max_position_embeddings=4096,
+        tie_word_embeddings=True,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        torch_dtype="bfloat16",
+    )
     model = Qwen2ForCausalLM(cfg).to(torch.bfloat16)
     model.save_pretrained(out, safe_serialization=True)
-    GenerationConfig(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                     pad_token_id=tok.pad_token_id).save_pretrained(out)
+    GenerationConfig(
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id
+    ).save_pretrained(out)
 
 
 def build_data(out: Path, n: int = 32) -> Path:
@@ -80,13 +113,15 @@ def build_data(out: Path, n: int = 32) -> Path:
         topic, word, limit = rng.choice(TOPICS), rng.choice(WORDS), rng.choice((20, 30, 40))
         text = f"Write a few sentences about {topic}. Use the word {word}. Keep it under {limit} words."
         gt = {"word": word, "max_words": limit}
-        rows.append({
-            "data_source": "herl_smoke",
-            "prompt": [{"role": "user", "content": text}],
-            "ability": "instruction_following",
-            "reward_model": {"style": "rule", "ground_truth": json.dumps(gt)},
-            "extra_info": {"index": i, "question": text},
-        })
+        rows.append(
+            {
+                "data_source": "herl_smoke",
+                "prompt": [{"role": "user", "content": text}],
+                "ability": "instruction_following",
+                "reward_model": {"style": "rule", "ground_truth": json.dumps(gt)},
+                "extra_info": {"index": i, "question": text},
+            }
+        )
     path = out / "train.parquet"
     pd.DataFrame(rows).to_parquet(path)
     return path
@@ -97,11 +132,22 @@ def job_yaml(work: Path, model: Path, data: Path, hindsight: bool) -> Path:
 
     spec = {
         "model": {"path": str(model)},
-        "data": {"train": str(data), "maxPromptLength": 1024, "maxResponseLength": 48,
-                 "maxInstructionLength": 64, "hindsightPromptMargin": 512},
+        "data": {
+            "train": str(data),
+            "maxPromptLength": 1024,
+            "maxResponseLength": 48,
+            "maxInstructionLength": 64,
+            "hindsightPromptMargin": 512,
+        },
         "algorithm": {
-            "groupSize": 4, "trainBatchSize": 4, "miniBatchSize": 4, "microBatchSizePerGpu": 8,
-            "learningRate": 1e-5, "epochs": 1, "totalSteps": STEPS, "seed": 1,
+            "groupSize": 4,
+            "trainBatchSize": 4,
+            "miniBatchSize": 4,
+            "microBatchSizePerGpu": 8,
+            "learningRate": 1e-5,
+            "epochs": 1,
+            "totalSteps": STEPS,
+            "seed": 1,
             "klLoss": {"enabled": False},
             "hindsight": {"enabled": hindsight, "revision": {"temperature": 0.3, "maxTokens": 48}},
         },
@@ -112,8 +158,11 @@ def job_yaml(work: Path, model: Path, data: Path, hindsight: bool) -> Path:
     }
     name = "smoke-herl" if hindsight else "smoke-grpo"
     path = work / f"{name}.yaml"
-    path.write_text(yaml.safe_dump({"apiVersion": "herl.dev/v1alpha1", "kind": "HeRLJob",
-                                    "metadata": {"name": name}, "spec": spec}))
+    path.write_text(
+        yaml.safe_dump(
+            {"apiVersion": "herl.dev/v1alpha1", "kind": "HeRLJob", "metadata": {"name": name}, "spec": spec}
+        )
+    )
     return path
 
 
@@ -159,14 +208,21 @@ def parse_steps(log: str) -> dict[int, dict[str, float]]:
 def run(work: Path, job: Path, timeout: int) -> tuple[dict[int, dict[str, float]], float, int]:
     from herl.train import build_argv, load_job
 
-    env = dict(os.environ, HERL_CHECKPOINT_DIR=str(work / f"ckpt-{job.stem}"), PYTHONUNBUFFERED="1",
-               TOKENIZERS_PARALLELISM="false", RAY_DEDUP_LOGS="0")
+    env = dict(
+        os.environ,
+        HERL_CHECKPOINT_DIR=str(work / f"ckpt-{job.stem}"),
+        PYTHONUNBUFFERED="1",
+        TOKENIZERS_PARALLELISM="false",
+        RAY_DEDUP_LOGS="0",
+    )
     argv = build_argv(load_job(job), env=env) + extra_overrides()
     log_path = work / f"{job.stem}.log"
     t0 = time.time()
     with open(log_path, "w") as fh:
         try:
-            rc = subprocess.run(argv, stdout=fh, stderr=subprocess.STDOUT, env=env, timeout=timeout).returncode
+            rc = subprocess.run(
+                argv, stdout=fh, stderr=subprocess.STDOUT, env=env, timeout=timeout
+            ).returncode
         except subprocess.TimeoutExpired:
             rc = 124
     wall = time.time() - t0
@@ -205,8 +261,10 @@ def main() -> int:
     herl_steps = results["herl"][0]
     for s in sorted(herl_steps):
         shown = {k: herl_steps[s].get(k) for k in HERL_KEYS}
-        print(f"herl step {s}: " + ", ".join(f"{k}={v:.4g}" if v is not None else f"{k}=MISSING"
-                                             for k, v in shown.items()))
+        print(
+            f"herl step {s}: "
+            + ", ".join(f"{k}={v:.4g}" if v is not None else f"{k}=MISSING" for k, v in shown.items())
+        )
     if herl_steps and not any("herl/prompts_attempted" in v for v in herl_steps.values()):
         print("FAIL: no herl/* metrics in the HeRL run")
         ok = False
@@ -218,7 +276,9 @@ def main() -> int:
 
     tg, th = step_time(results["grpo"][0]), step_time(results["herl"][0])
     if tg and th:
-        print(f"step time (mean of steps 2..{STEPS}): GRPO {tg:.2f}s, HeRL {th:.2f}s, HeRL/GRPO ratio {th / tg:.2f}")
+        print(
+            f"step time (mean of steps 2..{STEPS}): GRPO {tg:.2f}s, HeRL {th:.2f}s, HeRL/GRPO ratio {th / tg:.2f}"
+        )
     print(f"total {time.time() - t0:.1f}s; {'PASS' if ok else 'FAIL'}")
     return 0 if ok else 1
 

@@ -40,7 +40,8 @@ def grpo_advantages(
             raise ValueError(f"index has {gid.numel()} entries for {scores.numel()} rows")
         n_groups = int(gid.max().item()) + 1 if gid.numel() else 0
         count = torch.zeros(n_groups, dtype=torch.float64, device=scores.device).index_add_(
-            0, gid, torch.ones_like(scores))
+            0, gid, torch.ones_like(scores)
+        )
         total = torch.zeros_like(count).index_add_(0, gid, scores)
         mean = total / count
         sq = torch.zeros_like(count).index_add_(0, gid, (scores - mean[gid]) ** 2)

@@ -94,8 +94,10 @@ class HindsightConfig:
     def __post_init__(self) -> None:
         _finite(f"{_HS}.threshold", self.threshold)
         if self.threshold <= 0:
-            raise UserError(f"{_HS}.threshold must be > 0 (1.0 = revise groups without a perfect rollout), "
-                            f"got {self.threshold}")
+            raise UserError(
+                f"{_HS}.threshold must be > 0 (1.0 = revise groups without a perfect rollout), "
+                f"got {self.threshold}"
+            )
         _positive_int(f"{_HS}.candidateLimit", self.candidate_limit, upper=4096)
         _positive_int(f"{_HS}.revisionsPerCandidate", self.revisions_per_candidate, upper=64)
         _choice(f"{_HS}.trainUnder", self.train_under, ("hindsight", "instruction"))
@@ -104,8 +106,9 @@ class HindsightConfig:
         _choice(f"{_HS}.promptTemplate", self.prompt_template, ("auto", "constraint", "rubric"))
         _finite(f"{_HS}.revision.temperature", self.revision_temperature)
         if self.revision_temperature < 0:
-            raise UserError(f"{_HS}.revision.temperature must be >= 0 (0 = greedy), "
-                            f"got {self.revision_temperature}")
+            raise UserError(
+                f"{_HS}.revision.temperature must be >= 0 (0 = greedy), got {self.revision_temperature}"
+            )
         _finite(f"{_HS}.revision.topP", self.revision_top_p)
         if not 0 < self.revision_top_p <= 1:
             raise UserError(f"{_HS}.revision.topP must be in (0, 1], got {self.revision_top_p}")
@@ -158,8 +161,11 @@ class LossConfig:
         _finite(f"{_HS}.gamma", self.gamma)
         if self.gamma < 0:
             raise UserError(f"{_HS}.gamma must be >= 0 (0 = unshaped ratio), got {self.gamma}")
-        _choice("spec.algorithm.lossAggMode", self.loss_agg_mode,
-                ("token-mean", "token-sum", "seq-mean-token-mean", "seq-mean-token-sum"))
+        _choice(
+            "spec.algorithm.lossAggMode",
+            self.loss_agg_mode,
+            ("token-mean", "token-sum", "seq-mean-token-mean", "seq-mean-token-sum"),
+        )
 
     @property
     def low(self) -> float:
@@ -188,8 +194,9 @@ class RevisionSampling:
     def from_config(cls, cfg: HindsightConfig) -> RevisionSampling:
         if cfg.revision_use_rollout_sampling:
             return cls(temperature=None, top_p=None, max_tokens=None, use_rollout_sampling=True)
-        return cls(temperature=cfg.revision_temperature, top_p=cfg.revision_top_p,
-                   max_tokens=cfg.revision_max_tokens)
+        return cls(
+            temperature=cfg.revision_temperature, top_p=cfg.revision_top_p, max_tokens=cfg.revision_max_tokens
+        )
 
 
 Domain = Literal["if", "medical"]
@@ -204,21 +211,33 @@ def released_hindsight_config(domain: Domain = "if") -> HindsightConfig:
     """
     _choice("domain", domain, ("if", "medical"))
     return HindsightConfig(
-        enabled=True, threshold=1.0, candidate_limit=16, revisions_per_candidate=1,
-        train_under="hindsight", incorporation="replace", fallback="duplicate-best",
-        prompt_template="constraint", chat_template=False,
-        revision_temperature=0.3, revision_top_p=1.0, revision_max_tokens=None,
+        enabled=True,
+        threshold=1.0,
+        candidate_limit=16,
+        revisions_per_candidate=1,
+        train_under="hindsight",
+        incorporation="replace",
+        fallback="duplicate-best",
+        prompt_template="constraint",
+        chat_template=False,
+        revision_temperature=0.3,
+        revision_top_p=1.0,
+        revision_max_tokens=None,
         revision_use_rollout_sampling=True,
         gamma=1.0 if domain == "if" else 0.1,
-        bonus_enabled=True, bonus_alpha=0.05, seeded_slots=False, append_eos=True,
+        bonus_enabled=True,
+        bonus_alpha=0.05,
+        seeded_slots=False,
+        append_eos=True,
     )
 
 
 def released_loss_config(domain: Domain = "if") -> LossConfig:
     """veRL defaults plus the released ``he_shaping_gamma`` (1 for IF, 0.1 for medicine)."""
     _choice("domain", domain, ("if", "medical"))
-    return LossConfig(clip_ratio=0.2, dual_clip_c=3.0, gamma=1.0 if domain == "if" else 0.1,
-                      loss_agg_mode="token-mean")
+    return LossConfig(
+        clip_ratio=0.2, dual_clip_c=3.0, gamma=1.0 if domain == "if" else 0.1, loss_agg_mode="token-mean"
+    )
 
 
 def hindsight_config_from_spec(spec: Any) -> HindsightConfig:
@@ -256,5 +275,9 @@ def hindsight_config_from_spec(spec: Any) -> HindsightConfig:
 def loss_config_from_spec(spec: Any) -> LossConfig:
     """``spec.algorithm`` clip / dual-clip / aggregation, plus the hindsight shaping gamma."""
     a = spec.algorithm_
-    return LossConfig(clip_ratio=a.clip_ratio, dual_clip_c=a.dual_clip_c, gamma=spec.hindsight_.gamma,
-                      loss_agg_mode=a.loss_agg_mode)
+    return LossConfig(
+        clip_ratio=a.clip_ratio,
+        dual_clip_c=a.dual_clip_c,
+        gamma=spec.hindsight_.gamma,
+        loss_agg_mode=a.loss_agg_mode,
+    )

@@ -70,6 +70,9 @@ def collect_revision_jobs(
             ro = group.rollouts[ci]
             template = choose_template(cfg, ro.reward)
             prompt = build_hindsight_prompt(group.prompt, ro.response, ro.reward, template, chat_wrap=wrap)
-            jobs.append(RevisionJob(group=gi, uid=group.uid, candidate=ci, prompt=prompt,
-                                    template=template, best_score=best))
+            jobs.append(
+                RevisionJob(
+                    group=gi, uid=group.uid, candidate=ci, prompt=prompt, template=template, best_score=best
+                )
+            )
     return jobs

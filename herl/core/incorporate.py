@@ -23,9 +23,7 @@ from herl.core.types import GroupOutcome, NewRow, Revision, RolloutGroup
 BONUS_EPS = 1e-12
 
 
-def bonus_deltas(
-    group: RolloutGroup, revisions: Sequence[Revision], alpha: float
-) -> list[tuple[int, float]]:
+def bonus_deltas(group: RolloutGroup, revisions: Sequence[Revision], alpha: float) -> list[tuple[int, float]]:
     """BR Δ per revised candidate, in order of first revision; zero Δ are dropped (as released)."""
     best_by_cand: dict[int, float] = {}
     for rev in revisions:
@@ -85,14 +83,30 @@ def incorporate_group(
             prompt, original = chosen.job.prompt, False
         else:
             prompt, original = group.prompt, True
-        row = NewRow(prompt=prompt, response=chosen.text, reward=chosen.r, result=chosen.reward,
-                     is_he=True, prompt_is_original=original, source=None, append_eos=cfg.append_eos)
+        row = NewRow(
+            prompt=prompt,
+            response=chosen.text,
+            reward=chosen.r,
+            result=chosen.reward,
+            is_he=True,
+            prompt_is_original=original,
+            source=None,
+            append_eos=cfg.append_eos,
+        )
     elif cfg.fallback == "duplicate-best":
         kind = "duplicate-best"
         src = ranked_best(group)[0]
         ro = group.rollouts[src]
-        row = NewRow(prompt=group.prompt, response=ro.response, reward=rewards[src], result=ro.reward,
-                     is_he=False, prompt_is_original=True, source=src, append_eos=False)
+        row = NewRow(
+            prompt=group.prompt,
+            response=ro.response,
+            reward=rewards[src],
+            result=ro.reward,
+            is_he=False,
+            prompt_is_original=True,
+            source=src,
+            append_eos=False,
+        )
     else:
         kind, row = "skipped", None
 
@@ -104,12 +118,27 @@ def incorporate_group(
         else:
             slot = draw_slot(rng, len(rewards))
             rewards[slot] = row.reward
-    outcome = GroupOutcome(group=gi, uid=group.uid, kind=kind, slot=slot, row=row, bonus=tuple(bonus),
-                           rewards=tuple(rewards), revisions=tuple(revisions))
+    outcome = GroupOutcome(
+        group=gi,
+        uid=group.uid,
+        kind=kind,
+        slot=slot,
+        row=row,
+        bonus=tuple(bonus),
+        rewards=tuple(rewards),
+        revisions=tuple(revisions),
+    )
     return outcome, over
 
 
 def untouched(gi: int, group: RolloutGroup) -> GroupOutcome:
     """Outcome of a group the stage did not attempt (solved, empty or stage disabled)."""
-    return GroupOutcome(group=gi, uid=group.uid, kind="not-attempted", slot=None, row=None, bonus=(),
-                        rewards=tuple(ro.r for ro in group.rollouts))
+    return GroupOutcome(
+        group=gi,
+        uid=group.uid,
+        kind="not-attempted",
+        slot=None,
+        row=None,
+        bonus=(),
+        rewards=tuple(ro.r for ro in group.rollouts),
+    )

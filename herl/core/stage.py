@@ -29,9 +29,23 @@ GenerateFn = Callable[[list[str], RevisionSampling], Sequence[str]]
 ScoreFn = Callable[[list[tuple[Any, str]]], Sequence[RewardResult]]
 
 METRIC_KEYS = (
-    "groups", "groups_attempted", "prompts_attempted", "revisions_generated", "empty_revisions",
-    "success_rate", "over_prev_best", "tie_kept", "kept", "fallbacks", "skipped", "kept_per_prompt",
-    "bonus_applied", "bonus_mean", "bonus_lost", "draft_score_mean", "revision_score_mean",
+    "groups",
+    "groups_attempted",
+    "prompts_attempted",
+    "revisions_generated",
+    "empty_revisions",
+    "success_rate",
+    "over_prev_best",
+    "tie_kept",
+    "kept",
+    "fallbacks",
+    "skipped",
+    "kept_per_prompt",
+    "bonus_applied",
+    "bonus_mean",
+    "bonus_lost",
+    "draft_score_mean",
+    "revision_score_mean",
     "hindsight_prompt_chars_mean",
 )
 
@@ -63,8 +77,9 @@ def run_hindsight_stage(
     Outcomes come back in input order, one per group.
     """
     if not cfg.enabled:
-        return StageResult(outcomes=tuple(untouched(i, g) for i, g in enumerate(groups)),
-                           metrics=_zero_metrics(len(groups)))
+        return StageResult(
+            outcomes=tuple(untouched(i, g) for i, g in enumerate(groups)), metrics=_zero_metrics(len(groups))
+        )
     if cfg.incorporation == "replace":
         if cfg.seeded_slots:
             if rng is None:

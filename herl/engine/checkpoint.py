@@ -32,7 +32,7 @@ def list_checkpoints(out: Path) -> list[tuple[int, Path]]:
         for p in root.iterdir():
             if p.is_dir() and p.name.startswith(PREFIX) and (p / MARKER).exists():
                 try:
-                    found.append((int(p.name[len(PREFIX):]), p))
+                    found.append((int(p.name[len(PREFIX) :]), p))
                 except ValueError:
                     continue
     return sorted(found)
@@ -44,8 +44,11 @@ def latest_checkpoint(out: Path) -> Path | None:
 
 
 def rng_states() -> dict[str, Any]:
-    state: dict[str, Any] = {"torch": torch.random.get_rng_state(), "numpy": np.random.get_state(),
-                             "python": random.getstate()}
+    state: dict[str, Any] = {
+        "torch": torch.random.get_rng_state(),
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -59,8 +62,15 @@ def set_rng_states(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(out: Path, step: int, model: Any, tokenizer: Any, optimizer: torch.optim.Optimizer,
-                    trainer_state: dict[str, Any], keep_last: int) -> Path:
+def save_checkpoint(
+    out: Path,
+    step: int,
+    model: Any,
+    tokenizer: Any,
+    optimizer: torch.optim.Optimizer,
+    trainer_state: dict[str, Any],
+    keep_last: int,
+) -> Path:
     """Write checkpoint ``step`` atomically and prune old ones; returns its directory."""
     root = checkpoint_root(out)
     root.mkdir(parents=True, exist_ok=True)

@@ -11,19 +11,29 @@ import sys
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = subparsers.add_parser(
-        "train", help="train a HeRLJob on this machine (CPU or one GPU), or --submit it to Kubernetes",
+        "train",
+        help="train a HeRLJob on this machine (CPU or one GPU), or --submit it to Kubernetes",
         description="Run the SAME HeRLJob file end to end on this machine: generation, rewards, the hindsight "
-                    "stage, GRPO and the HeRL loss. Writes metrics.jsonl, checkpoints and reward_curve.png "
-                    "under --out.")
+        "stage, GRPO and the HeRL loss. Writes metrics.jsonl, checkpoints and reward_curve.png "
+        "under --out.",
+    )
     p.add_argument("file", help="HeRLJob YAML")
     p.add_argument("--steps", type=int, default=None, help="number of training steps (default: the spec's)")
     p.add_argument("--out", default=None, help="output directory (default: runs/<metadata.name>)")
-    p.add_argument("--resume", dest="resume", action="store_true", default=None,
-                   help="continue from the newest checkpoint in --out (default: spec.checkpoints.resume)")
+    p.add_argument(
+        "--resume",
+        dest="resume",
+        action="store_true",
+        default=None,
+        help="continue from the newest checkpoint in --out (default: spec.checkpoints.resume)",
+    )
     p.add_argument("--no-resume", dest="resume", action="store_false", help="start from step 0")
-    p.add_argument("--metrics-port", type=int, default=None,
-                   help="Prometheus /metrics port on 127.0.0.1 (default spec.metrics.port; 0 = any free port; "
-                        "-1 = off)")
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="Prometheus /metrics port on 127.0.0.1 (default spec.metrics.port; 0 = any free port; -1 = off)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar (one line per step instead)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--submit", action="store_true", help="submit to the cluster instead of training locally")
@@ -50,14 +60,27 @@ def _run(args: argparse.Namespace) -> int:
     from herl.engine.trainer import LocalTrainer
 
     out = args.out or f"runs/{job.metadata.name}"
-    trainer = LocalTrainer(job, out, steps=args.steps, resume=args.resume, metrics_port=args.metrics_port,
-                           progress=not args.no_progress and sys.stderr.isatty(), device=args.device)
+    trainer = LocalTrainer(
+        job,
+        out,
+        steps=args.steps,
+        resume=args.resume,
+        metrics_port=args.metrics_port,
+        progress=not args.no_progress and sys.stderr.isatty(),
+        device=args.device,
+    )
     summary = trainer.run()
     last = summary.history[-1] if summary.history else {}
     state = "interrupted at" if summary.interrupted else "finished at"
-    print(f"herl train: {state} step {summary.last_step}/{trainer.total_steps}"
-          + (f"; reward mean {last.get('critic/score/mean', 0):.3f}, all met "
-             f"{last.get('herl/all_met_rate', 0):.2f}" if last else ""))
+    print(
+        f"herl train: {state} step {summary.last_step}/{trainer.total_steps}"
+        + (
+            f"; reward mean {last.get('critic/score/mean', 0):.3f}, all met "
+            f"{last.get('herl/all_met_rate', 0):.2f}"
+            if last
+            else ""
+        )
+    )
     if summary.plot:
         print(f"  reward curve: {summary.plot}")
     print(f"  metrics log:  {summary.metrics_file}")

@@ -43,8 +43,9 @@ def _build_smollm2(tmp: Path) -> None:
     missing, unexpected = fresh.load_state_dict(src.state_dict(), strict=False)
     missing = [k for k in missing if k != "lm_head.weight" or not config.tie_word_embeddings]
     if missing or unexpected:
-        raise RuntimeError(f"GGUF state_dict does not match LlamaForCausalLM: missing {missing}, "
-                           f"unexpected {unexpected}")
+        raise RuntimeError(
+            f"GGUF state_dict does not match LlamaForCausalLM: missing {missing}, unexpected {unexpected}"
+        )
     if not getattr(tok, "chat_template", None):
         raise RuntimeError("the GGUF tokenizer carries no chat template")
     # The GGUF metadata names <|im_start|> as EOS; the chat template ends turns with <|im_end|> (id 2, the
@@ -76,8 +77,9 @@ def fetch_asset_model(name: str) -> Path:
 
     key = CLI_ALIASES.get(name, name)
     if key not in ASSET_MODELS:
-        raise UserError(f"unknown model asset {SCHEME}{name} (known: "
-                        f"{', '.join(SCHEME + k for k in ASSET_MODELS)})")
+        raise UserError(
+            f"unknown model asset {SCHEME}{name} (known: {', '.join(SCHEME + k for k in ASSET_MODELS)})"
+        )
     dirname, build = ASSET_MODELS[key]
     try:
         return _atomic_dir(models_root() / dirname, build)
@@ -104,14 +106,19 @@ def resolve_model_path(path: str) -> Path:
     or ``herl-asset://NAME``.
     """
     if path.startswith(SCHEME):
-        return fetch_asset_model(path[len(SCHEME):])
+        return fetch_asset_model(path[len(SCHEME) :])
     if "://" in path:
-        raise UserError(f"spec.model.path {path!r}: the local engine reads local directories or "
-                        f"{SCHEME}NAME only (object stores are for the cluster)")
+        raise UserError(
+            f"spec.model.path {path!r}: the local engine reads local directories or "
+            f"{SCHEME}NAME only (object stores are for the cluster)"
+        )
     p = Path(path).expanduser()
     if not p.is_dir():
-        hint = " (a Hugging Face id? the local engine works offline: download it to a directory first)" \
-            if "/" in path and not p.is_absolute() and not path.startswith(".") else ""
+        hint = (
+            " (a Hugging Face id? the local engine works offline: download it to a directory first)"
+            if "/" in path and not p.is_absolute() and not path.startswith(".")
+            else ""
+        )
         raise UserError(f"spec.model.path: model directory not found: {path}{hint}")
     if not (p / "config.json").is_file():
         raise UserError(f"spec.model.path: {path} has no config.json (not a transformers model directory)")
@@ -119,8 +126,10 @@ def resolve_model_path(path: str) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m herl.engine.models",
-                                     description="Fetch and convert the local engine's offline models.")
+    parser = argparse.ArgumentParser(
+        prog="python -m herl.engine.models",
+        description="Fetch and convert the local engine's offline models.",
+    )
     sub = parser.add_subparsers(dest="cmd", required=True)
     choices = sorted({*ASSET_MODELS, *CLI_ALIASES})
     for cmd in ("fetch", "path", "verify"):

@@ -16,9 +16,11 @@ def plot_reward_curve(history: Sequence[Mapping[str, Any]], path: Path, title: s
 
     steps = [int(h["training/global_step"]) for h in history]
     fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=100)
-    for key, label, style in (("critic/score/mean", "reward mean", "-o"),
-                              ("herl/all_met_rate", "all constraints met", "-s"),
-                              ("herl/success_rate", "hindsight success rate", "--^")):
+    for key, label, style in (
+        ("critic/score/mean", "reward mean", "-o"),
+        ("herl/all_met_rate", "all constraints met", "-s"),
+        ("herl/success_rate", "hindsight success rate", "--^"),
+    ):
         vals = [h.get(key) for h in history]
         if any(v is not None for v in vals) and not (key == "herl/success_rate" and not any(vals)):
             ax.plot(steps, [float("nan") if v is None else v for v in vals], style, label=label, markersize=3)

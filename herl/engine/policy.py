@@ -30,8 +30,8 @@ def left_pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, 
     mask = torch.zeros((len(seqs), width), dtype=torch.long)
     for i, s in enumerate(seqs):
         if s:
-            ids[i, width - len(s):] = torch.tensor(list(s), dtype=torch.long)
-            mask[i, width - len(s):] = 1
+            ids[i, width - len(s) :] = torch.tensor(list(s), dtype=torch.long)
+            mask[i, width - len(s) :] = 1
     return ids, mask
 
 
@@ -41,8 +41,8 @@ def right_pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor,
     mask = torch.zeros((len(seqs), width), dtype=torch.long)
     for i, s in enumerate(seqs):
         if s:
-            ids[i, :len(s)] = torch.tensor(list(s), dtype=torch.long)
-            mask[i, :len(s)] = 1
+            ids[i, : len(s)] = torch.tensor(list(s), dtype=torch.long)
+            mask[i, : len(s)] = 1
     return ids, mask
 
 
@@ -80,9 +80,15 @@ def generate(
     device = next(model.parameters()).device
     do_sample = temperature > 0
     cfg = GenerationConfig(
-        do_sample=do_sample, temperature=temperature if do_sample else None, top_p=top_p if do_sample else None,
-        top_k=0 if do_sample else None, max_new_tokens=max_new_tokens, eos_token_id=sorted(eos_ids),
-        pad_token_id=pad_id, repetition_penalty=1.0, use_cache=True,
+        do_sample=do_sample,
+        temperature=temperature if do_sample else None,
+        top_p=top_p if do_sample else None,
+        top_k=0 if do_sample else None,
+        max_new_tokens=max_new_tokens,
+        eos_token_id=sorted(eos_ids),
+        pad_token_id=pad_id,
+        repetition_penalty=1.0,
+        use_cache=True,
     )
     torch.manual_seed(seed)
     if device.type == "cuda":
@@ -92,18 +98,21 @@ def generate(
     model.eval()
     try:
         for start in range(0, len(prompts), batch_rows):
-            chunk = prompts[start:start + batch_rows]
+            chunk = prompts[start : start + batch_rows]
             ids, mask = left_pad(chunk, pad_id)
-            gen = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=cfg)
-            new = gen[:, ids.shape[1]:].tolist()
+            gen = model.generate(
+                input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=cfg
+            )
+            new = gen[:, ids.shape[1] :].tolist()
             out.extend(cut_at_eos(row, eos_ids, pad_id) for row in new)
     finally:
         model.train(was_training)
     return out
 
 
-def _chunk_logp(head: torch.nn.Module, h: torch.Tensor, targets: torch.Tensor, inv_temp: float,
-                want_entropy: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def _chunk_logp(
+    head: torch.nn.Module, h: torch.Tensor, targets: torch.Tensor, inv_temp: float, want_entropy: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
     logits = head(h).float()
     if inv_temp != 1.0:
         logits = logits * inv_temp
@@ -141,12 +150,15 @@ def response_log_probs(
     pos = (attn.cumsum(-1) - 1).clamp(min=0)
     body = model.get_decoder() if hasattr(model, "get_decoder") else model.base_model
     head = model.get_output_embeddings()
-    ctx = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else torch.autocast(
-        device.type, enabled=False)
+    ctx = (
+        torch.autocast(device.type, dtype=autocast_dtype)
+        if autocast_dtype
+        else torch.autocast(device.type, enabled=False)
+    )
     with ctx:
         hidden = body(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=False).last_hidden_state
     # hidden at position t predicts token t+1: responses start at p_len.
-    h = hidden[:, p_len - 1:p_len + r_len - 1]
+    h = hidden[:, p_len - 1 : p_len + r_len - 1]
     r_mask_d = r_mask.to(device).bool()
     flat_h = h[r_mask_d]
     flat_t = r_ids.to(device)[r_mask_d]
@@ -157,7 +169,7 @@ def response_log_probs(
     vocab = int(getattr(head, "out_features", 0) or head.weight.shape[0])
     grad = torch.is_grad_enabled() and flat_h.shape[0] * vocab * 12 > head_budget_bytes
     for s in range(0, flat_h.shape[0], chunk_tokens):
-        hc, tc = flat_h[s:s + chunk_tokens], flat_t[s:s + chunk_tokens]
+        hc, tc = flat_h[s : s + chunk_tokens], flat_t[s : s + chunk_tokens]
         if grad:  # with grad enabled and a small batch, chunks run plainly (autograd keeps their logits)
             lp, ent = checkpoint(_chunk_logp, head, hc, tc, inv_temp, with_entropy, use_reentrant=False)
         else:
@@ -191,9 +203,11 @@ class MemoryEstimate:
         return self.weights + self.optimizer + self.reference + max(self.generation, self.training)
 
     def describe(self) -> str:
-        return (f"{self.total / GIB:.1f} GiB (weights {self.weights / GIB:.2f}, grads+AdamW "
-                f"{self.optimizer / GIB:.2f}, reference {self.reference / GIB:.2f}, generation KV "
-                f"{self.generation / GIB:.2f}, training activations {self.training / GIB:.2f})")
+        return (
+            f"{self.total / GIB:.1f} GiB (weights {self.weights / GIB:.2f}, grads+AdamW "
+            f"{self.optimizer / GIB:.2f}, reference {self.reference / GIB:.2f}, generation KV "
+            f"{self.generation / GIB:.2f}, training activations {self.training / GIB:.2f})"
+        )
 
 
 @dataclass(frozen=True)
@@ -209,9 +223,12 @@ class ActivationModel:
     def from_config(cls, config: Any, bytes_per: int = 4) -> ActivationModel:
         hidden = int(getattr(config, "hidden_size", 1))
         inter = int(getattr(config, "intermediate_size", 4 * hidden) or 4 * hidden)
-        return cls(layers=int(getattr(config, "num_hidden_layers", 1)),
-                   per_token_layer=(12 * hidden + 3 * inter) * bytes_per,
-                   heads=int(getattr(config, "num_attention_heads", 1)), hidden=hidden)
+        return cls(
+            layers=int(getattr(config, "num_hidden_layers", 1)),
+            per_token_layer=(12 * hidden + 3 * inter) * bytes_per,
+            heads=int(getattr(config, "num_attention_heads", 1)),
+            hidden=hidden,
+        )
 
     def bytes(self, rows: int, seq: int, checkpointing: bool = False) -> int:
         att = rows * self.heads * seq * seq * 8
@@ -225,8 +242,9 @@ class ActivationModel:
         return int(budget // one) if one > 0 else 1 << 30
 
 
-def split_for_budget(lengths: Sequence[tuple[int, int]], model: ActivationModel, budget: int
-                     ) -> list[tuple[list[int], bool]]:
+def split_for_budget(
+    lengths: Sequence[tuple[int, int]], model: ActivationModel, budget: int
+) -> list[tuple[list[int], bool]]:
     """Split one micro-batch (``(prompt_len, response_len)`` per row, in order) into consecutive pieces
     whose activations fit ``budget``; a row that does not fit alone runs with gradient checkpointing
     (flag True). The loss is aggregated with the whole mini-batch's token count, so how a micro-batch
@@ -255,9 +273,19 @@ def count_params(config: Any) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def estimate_memory(config: Any, n_params: int, *, gen_rows: int, micro_rows: int, prompt_len: int,
-                    response_len: int, use_reference: bool, chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
-                    bytes_per: int = 4, grad_checkpointing: bool = False) -> MemoryEstimate:
+def estimate_memory(
+    config: Any,
+    n_params: int,
+    *,
+    gen_rows: int,
+    micro_rows: int,
+    prompt_len: int,
+    response_len: int,
+    use_reference: bool,
+    chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
+    bytes_per: int = 4,
+    grad_checkpointing: bool = False,
+) -> MemoryEstimate:
     """Peak memory estimate for fp32 training on one device (generation and training do not overlap).
 
     With gradient checkpointing only each layer's input is kept per layer, plus one layer's full set
@@ -283,8 +311,14 @@ def estimate_memory(config: Any, n_params: int, *, gen_rows: int, micro_rows: in
         att = micro_rows * heads * seq * seq * bytes_per * 2 * layers
     head = chunk_tokens * vocab * bytes_per * 3
     weights = n_params * bytes_per
-    return MemoryEstimate(params=n_params, weights=weights, optimizer=3 * weights,
-                          reference=weights if use_reference else 0, generation=gen, training=act + att + head)
+    return MemoryEstimate(
+        params=n_params,
+        weights=weights,
+        optimizer=3 * weights,
+        reference=weights if use_reference else 0,
+        generation=gen,
+        training=act + att + head,
+    )
 
 
 def device_memory(device: torch.device) -> tuple[int, int]:
@@ -306,8 +340,11 @@ def check_memory(est: MemoryEstimate, device: torch.device, what: str) -> str | 
         raise UserError(
             f"out-of-memory guard: {what} needs an estimated {est.describe()}, more than the "
             f"{total / GIB:.1f} GiB this {device.type} has; reduce algorithm.trainBatchSize, groupSize, "
-            f"microBatchSizePerGpu or data.maxPromptLength/maxResponseLength")
+            f"microBatchSizePerGpu or data.maxPromptLength/maxResponseLength"
+        )
     if est.total > avail:
-        return (f"memory: the step needs ~{est.total / GIB:.1f} GiB but only {avail / GIB:.1f} GiB is free "
-                f"now; it may swap or be killed")
+        return (
+            f"memory: the step needs ~{est.total / GIB:.1f} GiB but only {avail / GIB:.1f} GiB is free "
+            f"now; it may swap or be killed"
+        )
     return None

@@ -114,10 +114,20 @@ class LocalTrainer:
     """Build with a validated :class:`~herl.api.model.HeRLJob`; :meth:`prepare` checks every input
     (model dir, data schema, prompt lengths, memory) BEFORE loading weights; :meth:`run` trains."""
 
-    def __init__(self, job: Any, out_dir: str | Path, *, steps: int | None = None, resume: bool | None = None,
-                 metrics_port: int | None = None, progress: bool = True, device: str | None = None,
-                 threads: int | None = None, chunk_tokens: int = policy.DEFAULT_CHUNK_TOKENS,
-                 echo: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        job: Any,
+        out_dir: str | Path,
+        *,
+        steps: int | None = None,
+        resume: bool | None = None,
+        metrics_port: int | None = None,
+        progress: bool = True,
+        device: str | None = None,
+        threads: int | None = None,
+        chunk_tokens: int = policy.DEFAULT_CHUNK_TOKENS,
+        echo: Callable[[str], None] | None = None,
+    ) -> None:
         self.job = job
         self.spec = job.spec
         self.name = job.metadata.name
@@ -126,8 +136,11 @@ class LocalTrainer:
         self.steps_override = steps
         self.resume = (self.spec.checkpoints_.resume == "auto") if resume is None else resume
         m = self.spec.metrics_
-        self.metrics_port = (m.port if m.enabled else None) if metrics_port is None else (
-            None if metrics_port < 0 else metrics_port)
+        self.metrics_port = (
+            (m.port if m.enabled else None)
+            if metrics_port is None
+            else (None if metrics_port < 0 else metrics_port)
+        )
         self.progress = progress
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.threads = threads
@@ -175,9 +188,11 @@ class LocalTrainer:
             if rtype == "instruction-following":
                 src = str(row.get("data_source", "")).strip().lower()
                 if src not in IF_SOURCES:
-                    raise UserError(f"{where}: data_source {row.get('data_source')!r} is not an instruction-"
-                                    f"following source ({', '.join(IF_SOURCES)}); use reward.type rubric-judge "
-                                    f"for rubric data")
+                    raise UserError(
+                        f"{where}: data_source {row.get('data_source')!r} is not an instruction-"
+                        f"following source ({', '.join(IF_SOURCES)}); use reward.type rubric-judge "
+                        f"for rubric data"
+                    )
                 rm = row.get("reward_model")
                 if not isinstance(rm, dict) or "ground_truth" not in rm:
                     raise UserError(f"{where}: reward_model.ground_truth is missing")
@@ -202,8 +217,10 @@ class LocalTrainer:
 
         from herl.engine.models import SCHEME, asset_cached
 
-        if self.spec.model.path.startswith(SCHEME) and not asset_cached(self.spec.model.path[len(SCHEME):]):
-            self.echo(f"herl train: converting {self.spec.model.path} once into the local cache (about a minute)")
+        if self.spec.model.path.startswith(SCHEME) and not asset_cached(self.spec.model.path[len(SCHEME) :]):
+            self.echo(
+                f"herl train: converting {self.spec.model.path} once into the local cache (about a minute)"
+            )
         model_dir = resolve_model_path(self.spec.model.path)
         tok_dir = Path(self.spec.model.tokenizer_path) if self.spec.model.tokenizer_path else model_dir
         if not tok_dir.is_dir():
@@ -211,10 +228,16 @@ class LocalTrainer:
         records = self._load_records()
         self._check_records(records)
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(str(tok_dir), trust_remote_code=self.spec.model.trust_remote_code)
-            config = AutoConfig.from_pretrained(str(model_dir), trust_remote_code=self.spec.model.trust_remote_code)
+            self.tokenizer = AutoTokenizer.from_pretrained(
+                str(tok_dir), trust_remote_code=self.spec.model.trust_remote_code
+            )
+            config = AutoConfig.from_pretrained(
+                str(model_dir), trust_remote_code=self.spec.model.trust_remote_code
+            )
         except (OSError, ValueError) as exc:
-            raise UserError(f"spec.model.path: cannot load a tokenizer/config from {model_dir}: {exc}") from None
+            raise UserError(
+                f"spec.model.path: cannot load a tokenizer/config from {model_dir}: {exc}"
+            ) from None
         if self.spec.model.chat_template:
             self.tokenizer.chat_template = self.spec.model.chat_template
         if not getattr(self.tokenizer, "chat_template", None):
@@ -228,8 +251,9 @@ class LocalTrainer:
         self.eos_ids = {int(e) for e in eos if e is not None}
         if not self.eos_ids:
             raise UserError(f"{tok_dir}: neither the tokenizer nor the config names an EOS token")
-        self.eos_id = int(self.tokenizer.eos_token_id if self.tokenizer.eos_token_id is not None
-                          else min(self.eos_ids))
+        self.eos_id = int(
+            self.tokenizer.eos_token_id if self.tokenizer.eos_token_id is not None else min(self.eos_ids)
+        )
 
         # Prompts: tokenise once, refuse too-long ones before any work.
         self.records = records
@@ -238,9 +262,11 @@ class LocalTrainer:
         too_long = [(i, len(p)) for i, p in enumerate(self.prompt_ids) if len(p) > limit]
         if too_long:
             i, n = too_long[0]
-            raise UserError(f"{len(too_long)} training prompt(s) exceed the prompt limit of {limit} tokens "
-                            f"(data.maxInstructionLength/maxPromptLength); first: row {i} with {n} tokens. "
-                            f"Raise the limit or filter the data.")
+            raise UserError(
+                f"{len(too_long)} training prompt(s) exceed the prompt limit of {limit} tokens "
+                f"(data.maxInstructionLength/maxPromptLength); first: row {i} with {n} tokens. "
+                f"Raise the limit or filter the data."
+            )
 
         # Memory guard, from the config alone (meta device): refuse absurd sizes before loading weights.
         n_params = policy.count_params(config)
@@ -250,15 +276,24 @@ class LocalTrainer:
 
         def estimate(ckpt_on: bool) -> policy.MemoryEstimate:
             return policy.estimate_memory(
-                config, n_params, gen_rows=gen_rows, micro_rows=micro,
-                prompt_len=s.max_prompt_length if hs.enabled else limit, response_len=s.max_response_length,
-                use_reference=s.use_kl, chunk_tokens=self.chunk_tokens, grad_checkpointing=ckpt_on)
+                config,
+                n_params,
+                gen_rows=gen_rows,
+                micro_rows=micro,
+                prompt_len=s.max_prompt_length if hs.enabled else limit,
+                response_len=s.max_response_length,
+                use_reference=s.use_kl,
+                chunk_tokens=self.chunk_tokens,
+                grad_checkpointing=ckpt_on,
+            )
 
         # Activation budget: micro-batches are split further so each piece's saved activations fit
         # ACT_BUDGET_BYTES; a single row too long for it runs with gradient checkpointing (one extra
         # forward). HERL_GRAD_CKPT=1 checkpoints always, =0 never splits (spec micro-batches as given).
         self.act_model = policy.ActivationModel.from_config(config)
-        self.act_budget = int(float(os.environ.get("HERL_ACT_BUDGET_MB", "0")) * (1 << 20)) or ACT_BUDGET_BYTES
+        self.act_budget = (
+            int(float(os.environ.get("HERL_ACT_BUDGET_MB", "0")) * (1 << 20)) or ACT_BUDGET_BYTES
+        )
         self.ckpt_mode = os.environ.get("HERL_GRAD_CKPT", "auto")
         seq_max = (s.max_prompt_length if hs.enabled else limit) + s.max_response_length
         if self.ckpt_mode == "0":
@@ -267,9 +302,15 @@ class LocalTrainer:
             one_row = self.act_model.bytes(1, seq_max) > self.act_budget or self.ckpt_mode == "1"
             est = estimate(True) if one_row else estimate(False)
             if not one_row:
-                est = replace(est, training=min(est.training, self.act_budget + est.training // max(micro, 1)))
-        warn = policy.check_memory(est, self.device, f"batch {s.batch_prompts} prompts × {s.group_size} "
-                                   f"responses (micro-batch {s.micro_batch_rows} rows)")
+                est = replace(
+                    est, training=min(est.training, self.act_budget + est.training // max(micro, 1))
+                )
+        warn = policy.check_memory(
+            est,
+            self.device,
+            f"batch {s.batch_prompts} prompts × {s.group_size} "
+            f"responses (micro-batch {s.micro_batch_rows} rows)",
+        )
         self.memory_estimate = est
         if warn:
             self.echo(f"herl train: warning: {warn}")
@@ -279,7 +320,9 @@ class LocalTrainer:
 
         hf_logging.disable_progress_bar()
         if self.device.type == "cpu":
-            torch.set_num_threads(self.threads or int(os.environ.get("HERL_THREADS", "0")) or default_threads())
+            torch.set_num_threads(
+                self.threads or int(os.environ.get("HERL_THREADS", "0")) or default_threads()
+            )
             # Denormal floats take a slow path on x86 CPUs (~1.7x slower generation measured here);
             # flushing them to zero changes nothing a 32-bit training run can notice.
             torch.set_flush_denormal(True)
@@ -301,15 +344,20 @@ class LocalTrainer:
         if hasattr(self.model.config, "use_cache"):
             self.model.config.use_cache = True
         if s.use_kl:
-            self.ref_model = AutoModelForCausalLM.from_pretrained(
-                str(model_dir), dtype=torch.float32, trust_remote_code=self.spec.model.trust_remote_code
-            ).to(self.device).eval()
+            self.ref_model = (
+                AutoModelForCausalLM.from_pretrained(
+                    str(model_dir), dtype=torch.float32, trust_remote_code=self.spec.model.trust_remote_code
+                )
+                .to(self.device)
+                .eval()
+            )
             for p in self.ref_model.parameters():
                 p.requires_grad_(False)
         # foreach=False on CPU: the multi-tensor path allocates whole-model temporaries at every step
         # (~2 extra parameter copies at peak); per-parameter updates cost little time on a CPU.
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=s.lr, weight_decay=s.weight_decay,
-                                           foreach=self.device.type != "cpu")
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=s.lr, weight_decay=s.weight_decay, foreach=self.device.type != "cpu"
+        )
         self.step = 0
         self.cursor = 0
         self.history: list[dict[str, Any]] = []
@@ -354,15 +402,27 @@ class LocalTrainer:
             from herl.rewards.judge import JudgeConfig, JudgeItem, score_batch_judge
 
             cfg = JudgeConfig.from_spec(self.spec.reward_.judge)
-            jitems = [JudgeItem(question=str((rec.get("extra_info") or {}).get("question")
-                                             or _user_text(rec["prompt"])),
-                                response=text, rubric=tuple((rec.get("extra_info") or {}).get("rubric") or ()),
-                                data_source=str(rec.get("data_source", ""))) for rec, text in items]
+            jitems = [
+                JudgeItem(
+                    question=str((rec.get("extra_info") or {}).get("question") or _user_text(rec["prompt"])),
+                    response=text,
+                    rubric=tuple((rec.get("extra_info") or {}).get("rubric") or ()),
+                    data_source=str(rec.get("data_source", "")),
+                )
+                for rec, text in items
+            ]
             return score_batch_judge(jitems, cfg)
         from herl.rewards.batch import ScoreItem, resolve_workers, score_batch
 
-        sitems = [ScoreItem(response=text, ground_truth=rec["reward_model"]["ground_truth"],
-                            data_source=rec["data_source"], prompt=_user_text(rec["prompt"])) for rec, text in items]
+        sitems = [
+            ScoreItem(
+                response=text,
+                ground_truth=rec["reward_model"]["ground_truth"],
+                data_source=rec["data_source"],
+                prompt=_user_text(rec["prompt"]),
+            )
+            for rec, text in items
+        ]
         ifs = self.spec.reward_.instruction_following
         workers = resolve_workers(ifs.workers if ifs is not None else 0)
         # A pool pays IPC per chunk; small batches are faster in this process.
@@ -371,13 +431,27 @@ class LocalTrainer:
         return score_batch(sitems, workers=workers)
 
     # ------------------------------------------------------------------------------ generation
-    def _generate(self, prompts: Sequence[Sequence[int]], *, temperature: float, top_p: float,
-                  max_new_tokens: int, seed: int) -> list[list[int]]:
+    def _generate(
+        self,
+        prompts: Sequence[Sequence[int]],
+        *,
+        temperature: float,
+        top_p: float,
+        max_new_tokens: int,
+        seed: int,
+    ) -> list[list[int]]:
         ctx = torch.autocast(self.device.type, dtype=self.autocast) if self.autocast else _null()
         with ctx:
-            return policy.generate(self.model, prompts, temperature=temperature, top_p=top_p,
-                                   max_new_tokens=max_new_tokens, eos_ids=self.eos_ids, pad_id=self.pad_id,
-                                   seed=seed)
+            return policy.generate(
+                self.model,
+                prompts,
+                temperature=temperature,
+                top_p=top_p,
+                max_new_tokens=max_new_tokens,
+                eos_ids=self.eos_ids,
+                pad_id=self.pad_id,
+                seed=seed,
+            )
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=True)
@@ -386,15 +460,25 @@ class LocalTrainer:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     # ------------------------------------------------------------------------------- hindsight
-    def _hindsight(self, step: int, groups_rows: list[list[TrainRow]], records: list[dict[str, Any]],
-                   timing: dict[str, float]) -> tuple[list[list[TrainRow]], dict[str, float]]:
+    def _hindsight(
+        self,
+        step: int,
+        groups_rows: list[list[TrainRow]],
+        records: list[dict[str, Any]],
+        timing: dict[str, float],
+    ) -> tuple[list[list[TrainRow]], dict[str, float]]:
         s = self.settings
         cfg = s.hindsight
         groups = [
-            RolloutGroup(uid=rows[0].uid, prompt=self.decode(rows[0].prompt_ids),
-                         rollouts=tuple(Rollout(response=self.decode(r.response_ids), reward=r.result,
-                                                train_reward=r.reward) for r in rows),
-                         record=records[gi])
+            RolloutGroup(
+                uid=rows[0].uid,
+                prompt=self.decode(rows[0].prompt_ids),
+                rollouts=tuple(
+                    Rollout(response=self.decode(r.response_ids), reward=r.result, train_reward=r.reward)
+                    for r in rows
+                ),
+                record=records[gi],
+            )
             for gi, rows in enumerate(groups_rows)
         ]
         generated: list[list[int]] = []
@@ -406,9 +490,14 @@ class LocalTrainer:
             top_p = s.top_p if sampling.top_p is None else float(sampling.top_p)
             max_tokens = s.max_response_length if sampling.max_tokens is None else int(sampling.max_tokens)
             used.update(temperature=temp, top_p=top_p, max_tokens=float(max_tokens))
-            ids = [self.encode_raw(p)[-s.max_prompt_length:] for p in prompts]
-            outs = self._generate(ids, temperature=temp, top_p=top_p, max_new_tokens=max_tokens,
-                                  seed=derive_seed(s.seed, step, 1))
+            ids = [self.encode_raw(p)[-s.max_prompt_length :] for p in prompts]
+            outs = self._generate(
+                ids,
+                temperature=temp,
+                top_p=top_p,
+                max_new_tokens=max_tokens,
+                seed=derive_seed(s.seed, step, 1),
+            )
             generated.extend(outs)
             timing["gen_revision"] = timing.get("gen_revision", 0.0) + time.perf_counter() - t
             return [self.decode(o) for o in outs]
@@ -421,33 +510,51 @@ class LocalTrainer:
 
         chat_wrap = None
         if cfg.chat_template:
+
             def chat_wrap(text: str) -> str:
-                return self.tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
-                                                          add_generation_prompt=True)
+                return self.tokenizer.apply_chat_template(
+                    [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
+                )
 
         self._check_stop()
-        result = run_hindsight_stage(groups, generate_fn, score_fn, cfg, slot_rng(s.seed, step), chat_wrap=chat_wrap)
-        new_groups = apply_outcomes(result, groups_rows, generated, cfg.revisions_per_candidate,
-                                    encode_raw=self.encode_raw, eos_id=self.eos_id, pad_id=self.pad_id,
-                                    max_prompt_length=s.max_prompt_length,
-                                    max_response_length=s.max_response_length)
+        result = run_hindsight_stage(
+            groups, generate_fn, score_fn, cfg, slot_rng(s.seed, step), chat_wrap=chat_wrap
+        )
+        new_groups = apply_outcomes(
+            result,
+            groups_rows,
+            generated,
+            cfg.revisions_per_candidate,
+            encode_raw=self.encode_raw,
+            eos_id=self.eos_id,
+            pad_id=self.pad_id,
+            max_prompt_length=s.max_prompt_length,
+            max_response_length=s.max_response_length,
+        )
         metrics = {f"herl/{k}": float(v) for k, v in result.metrics.items()}
         return new_groups, metrics
 
     # ------------------------------------------------------------------------------- log-probs
-    def _logprobs(self, model: Any, rows: Sequence[TrainRow], *, with_entropy: bool
-                  ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    def _logprobs(
+        self, model: Any, rows: Sequence[TrainRow], *, with_entropy: bool
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Per-row 1-D log-probs (and entropies) of each response under its own prompt, no grad."""
         lps: list[torch.Tensor] = []
         ents: list[torch.Tensor] = []
         mb = max(1, self.settings.micro_batch_rows)
         with torch.no_grad():
             for i in range(0, len(rows), mb):
-                chunk = rows[i:i + mb]
+                chunk = rows[i : i + mb]
                 lp, ent, _mask = policy.response_log_probs(
-                    model, [r.prompt_ids for r in chunk], [r.response_ids for r in chunk], pad_id=self.pad_id,
-                    temperature=self.settings.temperature, chunk_tokens=self.chunk_tokens,
-                    with_entropy=with_entropy, autocast_dtype=self.autocast)
+                    model,
+                    [r.prompt_ids for r in chunk],
+                    [r.response_ids for r in chunk],
+                    pad_id=self.pad_id,
+                    temperature=self.settings.temperature,
+                    chunk_tokens=self.chunk_tokens,
+                    with_entropy=with_entropy,
+                    autocast_dtype=self.autocast,
+                )
                 for j, r in enumerate(chunk):
                     n = len(r.response_ids)
                     lps.append(lp[j, :n].detach())
@@ -470,8 +577,13 @@ class LocalTrainer:
         # 1. rollouts
         t = time.perf_counter()
         gen_prompts = [self.prompt_ids[i] for i in idx for _ in range(s.group_size)]
-        responses = self._generate(gen_prompts, temperature=s.temperature, top_p=s.top_p,
-                                   max_new_tokens=s.max_response_length, seed=derive_seed(s.seed, step, 0))
+        responses = self._generate(
+            gen_prompts,
+            temperature=s.temperature,
+            top_p=s.top_p,
+            max_new_tokens=s.max_response_length,
+            seed=derive_seed(s.seed, step, 0),
+        )
         timing["gen"] = time.perf_counter() - t
         self._check_stop()
 
@@ -482,9 +594,16 @@ class LocalTrainer:
         results = self.score([(records[k // s.group_size], text) for k, text in enumerate(texts)])
         timing["reward"] = time.perf_counter() - t
         groups_rows = [
-            [TrainRow(uid=f"{step}-{g}", prompt_ids=gen_prompts[g * s.group_size + j],
-                      response_ids=responses[g * s.group_size + j], result=results[g * s.group_size + j],
-                      reward=float(results[g * s.group_size + j].score)) for j in range(s.group_size)]
+            [
+                TrainRow(
+                    uid=f"{step}-{g}",
+                    prompt_ids=gen_prompts[g * s.group_size + j],
+                    response_ids=responses[g * s.group_size + j],
+                    result=results[g * s.group_size + j],
+                    reward=float(results[g * s.group_size + j].score),
+                )
+                for j in range(s.group_size)
+            ]
             for g in range(len(records))
         ]
         originals = [r for g in groups_rows for r in g]
@@ -538,9 +657,16 @@ class LocalTrainer:
         s = self.settings
         return s.ppo_epochs == 1 and s.mini_batch_prompts >= s.batch_prompts
 
-    def _update(self, rows: list[TrainRow], groups_rows: list[list[TrainRow]], adv_rows: list[float],
-                old_lp: list[torch.Tensor] | None, ref_lp: list[torch.Tensor] | None,
-                timing: dict[str, float], entropies: list[torch.Tensor]) -> dict[str, float]:
+    def _update(
+        self,
+        rows: list[TrainRow],
+        groups_rows: list[list[TrainRow]],
+        adv_rows: list[float],
+        old_lp: list[torch.Tensor] | None,
+        ref_lp: list[torch.Tensor] | None,
+        timing: dict[str, float],
+        entropies: list[torch.Tensor],
+    ) -> dict[str, float]:
         s = self.settings
         dev = self.device
         # Mini-batches are whole groups (mini_batch_prompts groups each), in order, like veRL's split.
@@ -571,30 +697,47 @@ class LocalTrainer:
                     self._set_ckpt(ckpt_on)
                     t = time.perf_counter()
                     logp, ent, mask = policy.response_log_probs(
-                        self.model, [r.prompt_ids for r in chunk], [r.response_ids for r in chunk],
-                        pad_id=self.pad_id, temperature=s.temperature, chunk_tokens=self.chunk_tokens,
-                        with_entropy=s.entropy_coeff > 0 or old_lp is None, autocast_dtype=self.autocast)
+                        self.model,
+                        [r.prompt_ids for r in chunk],
+                        [r.response_ids for r in chunk],
+                        pad_id=self.pad_id,
+                        temperature=s.temperature,
+                        chunk_tokens=self.chunk_tokens,
+                        with_entropy=s.entropy_coeff > 0 or old_lp is None,
+                        autocast_dtype=self.autocast,
+                    )
                     width = logp.shape[1]
                     if old_lp is None:
                         old = logp.detach()
-                        entropies.extend(ent[j, :len(r.response_ids)].detach() for j, r in enumerate(chunk))
+                        entropies.extend(ent[j, : len(r.response_ids)].detach() for j, r in enumerate(chunk))
                     else:
                         old = _pad_rows([old_lp[i] for i in sel], width, dev)
                     advm = torch.tensor([adv_rows[i] for i in sel], dtype=torch.float32, device=dev)
                     advm = advm.unsqueeze(-1) * mask.float()
                     he = build_he_mask(mask, [j for j, r in enumerate(chunk) if r.he])
-                    loss, m = herl_policy_loss(old, logp, advm, mask, he, s.loss, batch_num_tokens=tokens,
-                                               global_batch_size=seqs)
+                    loss, m = herl_policy_loss(
+                        old, logp, advm, mask, he, s.loss, batch_num_tokens=tokens, global_batch_size=seqs
+                    )
                     if ref_lp is not None:
                         ref = _pad_rows([ref_lp[i] for i in sel], width, dev)
                         kld = kl_penalty(logp, ref, s.kl_type)
-                        kl_loss = aggregate(kld, mask.float(), s.loss.loss_agg_mode, batch_num_tokens=tokens,
-                                            global_batch_size=seqs)
+                        kl_loss = aggregate(
+                            kld,
+                            mask.float(),
+                            s.loss.loss_agg_mode,
+                            batch_num_tokens=tokens,
+                            global_batch_size=seqs,
+                        )
                         loss = loss + s.kl_coef * kl_loss
                         m["kl_loss"] = float(kl_loss.detach()) * tokens / max(float(mask.sum()), 1.0)
                     if s.entropy_coeff > 0:
-                        ent_loss = aggregate(ent, mask.float(), s.loss.loss_agg_mode, batch_num_tokens=tokens,
-                                             global_batch_size=seqs)
+                        ent_loss = aggregate(
+                            ent,
+                            mask.float(),
+                            s.loss.loss_agg_mode,
+                            batch_num_tokens=tokens,
+                            global_batch_size=seqs,
+                        )
                         loss = loss - s.entropy_coeff * ent_loss
                     timing["fwd"] += time.perf_counter() - t
                     t = time.perf_counter()
@@ -629,7 +772,9 @@ class LocalTrainer:
     def _set_ckpt(self, on: bool) -> None:
         if on != self._ckpt_on:
             if on:
-                self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+                self.model.gradient_checkpointing_enable(
+                    gradient_checkpointing_kwargs={"use_reentrant": False}
+                )
             else:
                 self.model.gradient_checkpointing_disable()
             self._ckpt_on = on
@@ -639,7 +784,7 @@ class LocalTrainer:
         activation budget (see :func:`policy.split_for_budget`)."""
         out: list[tuple[int, list[int], bool]] = []
         for ms in range(0, len(mb_rows), self.settings.micro_batch_rows):
-            sel = mb_rows[ms:ms + self.settings.micro_batch_rows]
+            sel = mb_rows[ms : ms + self.settings.micro_batch_rows]
             if self.ckpt_mode in ("0", "1"):
                 out.append((len(out), sel, self.ckpt_mode == "1"))
                 continue
@@ -648,14 +793,23 @@ class LocalTrainer:
                 out.append((len(out), [sel[j] for j in piece], ckpt_on))
         return out
 
-    def _step_metrics(self, step: int, originals: list[TrainRow], rows: list[TrainRow],
-                      stage: dict[str, float], upd: dict[str, float], entropies: list[torch.Tensor],
-                      timing: dict[str, float]) -> dict[str, Any]:
+    def _step_metrics(
+        self,
+        step: int,
+        originals: list[TrainRow],
+        rows: list[TrainRow],
+        stage: dict[str, float],
+        upd: dict[str, float],
+        entropies: list[torch.Tensor],
+        timing: dict[str, float],
+    ) -> dict[str, Any]:
         s = self.settings
         scores = np.array([r.result.score for r in originals], dtype=np.float64)
         lens = np.array([len(r.response_ids) for r in originals], dtype=np.float64)
-        clipped = [len(r.response_ids) >= s.max_response_length and r.response_ids[-1] not in self.eos_ids
-                   for r in originals]
+        clipped = [
+            len(r.response_ids) >= s.max_response_length and r.response_ids[-1] not in self.eos_ids
+            for r in originals
+        ]
         train_scores = np.array([r.reward for r in rows], dtype=np.float64)
         ent_tok = torch.cat(entropies) if entropies else torch.zeros(1)
         total_tokens = float(sum(len(r.prompt_ids) + len(r.response_ids) for r in rows))
@@ -674,8 +828,10 @@ class LocalTrainer:
             "response_length/clip_ratio": float(np.mean(clipped)),
             "actor/entropy": float(ent_tok.mean()) if ent_tok.numel() else 0.0,
             "herl/he_rows": float(sum(r.he for r in rows)),
-            "actor/he_frac": float(sum(len(r.response_ids) for r in rows if r.he)
-                                   / max(1, sum(len(r.response_ids) for r in rows))),
+            "actor/he_frac": float(
+                sum(len(r.response_ids) for r in rows if r.he)
+                / max(1, sum(len(r.response_ids) for r in rows))
+            ),
             "perf/total_num_tokens": total_tokens,
             "perf/throughput": total_tokens / max(timing["step"], 1e-9),
             "perf/gen_tokens_per_s": float(lens.sum()) / max(timing["gen"], 1e-9),
@@ -695,8 +851,15 @@ class LocalTrainer:
     # ------------------------------------------------------------------------------------ run
     def _save(self, step: int) -> Path:
         state = {"cursor": self.cursor, "seed": self.settings.seed, "job": self.name, "history": self.history}
-        path = ckpt.save_checkpoint(self.out, step, self.model, self.tokenizer, self.optimizer, state,
-                                    keep_last=self.spec.checkpoints_.keep_last)
+        path = ckpt.save_checkpoint(
+            self.out,
+            step,
+            self.model,
+            self.tokenizer,
+            self.optimizer,
+            state,
+            keep_last=self.spec.checkpoints_.keep_last,
+        )
         self.last_checkpoint = path
         return path
 
@@ -741,8 +904,10 @@ class LocalTrainer:
         if self.resumed_from is not None:
             self.echo(f"herl train: resumed from {self.resumed_from} (step {self.step})")
             if self.step >= self.total_steps:
-                self.echo(f"herl train: nothing to do: already at step {self.step} of {self.total_steps} "
-                          f"(raise --steps, or start over with --no-resume)")
+                self.echo(
+                    f"herl train: nothing to do: already at step {self.step} of {self.total_steps} "
+                    f"(raise --steps, or start over with --no-resume)"
+                )
         if self.publisher is not None:
             for h in self.history:
                 self.publisher.publish(h, int(h["training/global_step"]))
@@ -754,16 +919,25 @@ class LocalTrainer:
             if self._stop:
                 raise KeyboardInterrupt
             self._stop = True
-            self.echo("herl train: interrupt received; saving a checkpoint and stopping "
-                      "(Ctrl-C again to abort without saving)")
+            self.echo(
+                "herl train: interrupt received; saving a checkpoint and stopping "
+                "(Ctrl-C again to abort without saving)"
+            )
 
         main_thread = _is_main_thread()
         if main_thread:
             signal.signal(signal.SIGINT, on_sigint)
         from tqdm.auto import tqdm
 
-        self._bar = tqdm(total=self.total_steps, initial=self.step, desc=self.name, unit="step",
-                         disable=not self.progress, dynamic_ncols=True, file=sys.stderr)
+        self._bar = tqdm(
+            total=self.total_steps,
+            initial=self.step,
+            desc=self.name,
+            unit="step",
+            disable=not self.progress,
+            dynamic_ncols=True,
+            file=sys.stderr,
+        )
         try:
             with metrics_file.open("a") as mf:
                 while self.step < self.total_steps:
@@ -783,7 +957,9 @@ class LocalTrainer:
                         reward=f"{metrics['critic/score/mean']:.3f}",
                         all_met=f"{metrics['herl/all_met_rate']:.2f}",
                         he_succ=f"{metrics.get('herl/success_rate', 0.0):.2f}",
-                        tok_s=f"{metrics['perf/throughput']:.0f}", refresh=False)
+                        tok_s=f"{metrics['perf/throughput']:.0f}",
+                        refresh=False,
+                    )
                     self._bar.update(1)
                     if not self.progress:
                         self.echo(step_line(metrics, self.total_steps))
@@ -794,8 +970,13 @@ class LocalTrainer:
                     if self._stop:
                         interrupted = True
                         break
-            if interrupted and (self.last_checkpoint is None or
-                                not self.last_checkpoint.name.endswith(f"{self.step:06d}")) and self.step > start:
+            if (
+                interrupted
+                and (
+                    self.last_checkpoint is None or not self.last_checkpoint.name.endswith(f"{self.step:06d}")
+                )
+                and self.step > start
+            ):
                 self._save(self.step)
         finally:
             self._bar.close()
@@ -808,18 +989,36 @@ class LocalTrainer:
 
             mode = "HeRL" if self.settings.hindsight.enabled else "GRPO"
             plot = plot_reward_curve(self.history, self.out / PLOT_FILE, f"{self.name} ({mode})")
-        summary = RunSummary(out_dir=self.out, start_step=start, last_step=self.step, history=self.history,
-                             checkpoint=self.last_checkpoint, plot=plot, metrics_file=metrics_file,
-                             metrics_url=url, interrupted=interrupted, resumed_from=self.resumed_from)
+        summary = RunSummary(
+            out_dir=self.out,
+            start_step=start,
+            last_step=self.step,
+            history=self.history,
+            checkpoint=self.last_checkpoint,
+            plot=plot,
+            metrics_file=metrics_file,
+            metrics_url=url,
+            interrupted=interrupted,
+            resumed_from=self.resumed_from,
+        )
         return summary
 
 
 # ---------------------------------------------------------------------------------------- helpers
 
 
-def apply_outcomes(result: Any, groups_rows: list[list[TrainRow]], generated: Sequence[Sequence[int]], k: int, *,
-                   encode_raw: Callable[[str], list[int]], eos_id: int, pad_id: int, max_prompt_length: int,
-                   max_response_length: int) -> list[list[TrainRow]]:
+def apply_outcomes(
+    result: Any,
+    groups_rows: list[list[TrainRow]],
+    generated: Sequence[Sequence[int]],
+    k: int,
+    *,
+    encode_raw: Callable[[str], list[int]],
+    eos_id: int,
+    pad_id: int,
+    max_prompt_length: int,
+    max_response_length: int,
+) -> list[list[TrainRow]]:
     """Turn the stage's outcomes into training rows, in the released order: BR first (spread over the
     candidate's response tokens with :func:`spread_bonus`), then the kept row written at its slot (or
     appended). HE rows: the hindsight prompt as raw tokens, left-truncated to ``max_prompt_length``
@@ -853,23 +1052,46 @@ def apply_outcomes(result: Any, groups_rows: list[list[TrainRow]], generated: Se
         new = oc.row
         group = new_groups[oc.group]
         if new.is_he or new.source is None:
-            rev = next((rv for rv in oc.revisions if rv.text == new.response and
-                        (new.prompt_is_original or rv.job.prompt == new.prompt)), None)
+            rev = next(
+                (
+                    rv
+                    for rv in oc.revisions
+                    if rv.text == new.response and (new.prompt_is_original or rv.job.prompt == new.prompt)
+                ),
+                None,
+            )
             if rev is None:
                 raise RuntimeError(f"group {oc.uid}: the kept revision is not among its revisions")
             gen_ids = generated[job_pos[id(rev.job)] * k + rev.sample]
-            prompt_ids = (list(group[0].prompt_ids) if new.prompt_is_original
-                          else encode_raw(new.prompt)[-max_prompt_length:])
-            resp_t, mask_t = he_response_tokens(list(gen_ids), max_response_length, eos_id, pad_id,
-                                                append_eos=new.append_eos)
+            prompt_ids = (
+                list(group[0].prompt_ids)
+                if new.prompt_is_original
+                else encode_raw(new.prompt)[-max_prompt_length:]
+            )
+            resp_t, mask_t = he_response_tokens(
+                list(gen_ids), max_response_length, eos_id, pad_id, append_eos=new.append_eos
+            )
             n = int(mask_t.sum())
-            built = TrainRow(uid=oc.uid, prompt_ids=prompt_ids, response_ids=resp_t[:n].tolist(),
-                             result=new.result, reward=float(new.reward), he=bool(new.is_he),
-                             kind="he" if new.is_he else "revision")
+            built = TrainRow(
+                uid=oc.uid,
+                prompt_ids=prompt_ids,
+                response_ids=resp_t[:n].tolist(),
+                result=new.result,
+                reward=float(new.reward),
+                he=bool(new.is_he),
+                kind="he" if new.is_he else "revision",
+            )
         else:
             src = group[new.source]
-            built = TrainRow(uid=oc.uid, prompt_ids=list(src.prompt_ids), response_ids=list(src.response_ids),
-                             result=src.result, reward=src.reward, he=False, kind="duplicate")
+            built = TrainRow(
+                uid=oc.uid,
+                prompt_ids=list(src.prompt_ids),
+                response_ids=list(src.response_ids),
+                result=src.result,
+                reward=src.reward,
+                he=False,
+                kind="duplicate",
+            )
         if oc.slot < len(group):
             group[oc.slot] = built
         else:
@@ -879,9 +1101,11 @@ def apply_outcomes(result: Any, groups_rows: list[list[TrainRow]], generated: Se
 
 def step_line(m: dict[str, Any], total: int) -> str:
     """One log line per step (when there is no progress bar)."""
-    return (f"step {m['training/global_step']}/{total}: reward {m['critic/score/mean']:.3f}, all met "
-            f"{m['herl/all_met_rate']:.2f}, hindsight success {m.get('herl/success_rate', 0.0):.2f}, "
-            f"{m['perf/throughput']:.0f} tok/s, {m['timing_s/step']:.1f} s")
+    return (
+        f"step {m['training/global_step']}/{total}: reward {m['critic/score/mean']:.3f}, all met "
+        f"{m['herl/all_met_rate']:.2f}, hindsight success {m.get('herl/success_rate', 0.0):.2f}, "
+        f"{m['perf/throughput']:.0f} tok/s, {m['timing_s/step']:.1f} s"
+    )
 
 
 def kl_penalty(logp: torch.Tensor, ref: torch.Tensor, kind: str) -> torch.Tensor:
@@ -902,7 +1126,7 @@ def kl_penalty(logp: torch.Tensor, ref: torch.Tensor, kind: str) -> torch.Tensor
 def _pad_rows(rows: Sequence[torch.Tensor], width: int, device: torch.device) -> torch.Tensor:
     out = torch.zeros((len(rows), width), dtype=torch.float32, device=device)
     for i, r in enumerate(rows):
-        out[i, :r.numel()] = r.to(device)
+        out[i, : r.numel()] = r.to(device)
     return out
 
 

@@ -51,7 +51,8 @@ TRAINER_ALERTS: tuple[Alert, ...] = (
         "HeRLJobNoMetrics",
         f'max by ({BY_JOB}) (herl_operator_job_phase{{phase="Running"}} == 1) '
         f"unless on ({BY_JOB}) max by ({BY_JOB}) (herl_training_step)",
-        "15m", "warning",
+        "15m",
+        "warning",
         "HeRLJob {{ $labels.namespace }}/{{ $labels.herl_job }} is Running but exports no trainer metrics",
         "The operator reports the job Running for 15 minutes, yet Prometheus has no herl_training_step for "
         "it. Check that the trainer runs on the Ray head (metrics port herl-metrics) and the PodMonitor.",
@@ -59,7 +60,8 @@ TRAINER_ALERTS: tuple[Alert, ...] = (
     Alert(
         "HeRLTrainingStuck",
         f"time() - max by ({BY_JOB}) (herl_training_last_step_timestamp_seconds) > {STEP_STALE_SECONDS}",
-        "5m", "warning",
+        "5m",
+        "warning",
         "HeRLJob {{ $labels.namespace }}/{{ $labels.herl_job }} has not finished a step for "
         f"{STEP_STALE_SECONDS // 60} minutes",
         "The trainer still exports metrics but its last step is {{ $value | humanizeDuration }} old: a "
@@ -68,7 +70,8 @@ TRAINER_ALERTS: tuple[Alert, ...] = (
     Alert(
         "HeRLRewardStalled",
         f"max by ({BY_JOB}) (herl_training_step - herl_reward_best_step) >= {REWARD_STALL_STEPS}",
-        "5m", "info",
+        "5m",
+        "info",
         "HeRLJob {{ $labels.namespace }}/{{ $labels.herl_job }}: no reward improvement for "
         "{{ $value }} steps",
         f"The step-mean reward has not beaten its best for at least {REWARD_STALL_STEPS} steps. Look at "
@@ -78,7 +81,8 @@ TRAINER_ALERTS: tuple[Alert, ...] = (
         "HeRLJudgeErrorRateHigh",
         f"sum by ({BY_JOB}) (rate(herl_judge_errors_total[10m])) / "
         f"sum by ({BY_JOB}) (rate(herl_judge_calls_total[10m])) > {JUDGE_ERROR_RATIO}",
-        "10m", "warning",
+        "10m",
+        "warning",
         "HeRLJob {{ $labels.namespace }}/{{ $labels.herl_job }}: {{ $value | humanizePercentage }} "
         "of judge calls fail",
         "Rubric judge calls fail (see herl_judge_errors_total by reason); failed calls score 0 and bias "
@@ -90,7 +94,8 @@ OPERATOR_ALERTS: tuple[Alert, ...] = (
     Alert(
         "HeRLJobFailed",
         'sum(herl_operator_jobs{phase="Failed"}) > 0',
-        "0m", "warning",
+        "0m",
+        "warning",
         "{{ $value }} HeRLJob(s) in phase Failed",
         "At least one HeRLJob failed after its retries. `kubectl get herljobs -A` and the job's "
         "status.conditions / status.attempts say why.",
@@ -98,10 +103,10 @@ OPERATOR_ALERTS: tuple[Alert, ...] = (
     Alert(
         "HeRLOperatorReconcileErrors",
         'sum(rate(herl_operator_reconcile_total{result="error"}[5m])) > 0',
-        "15m", "warning",
+        "15m",
+        "warning",
         "The HeRL operator keeps failing reconciles",
-        "Reconcile errors for 15 minutes ({{ $value | humanize }}/s). Check the operator logs and its "
-        "RBAC.",
+        "Reconcile errors for 15 minutes ({{ $value | humanize }}/s). Check the operator logs and its RBAC.",
     ),
 )
 
@@ -129,8 +134,11 @@ def prometheus_rule(name: str = "herl-rules") -> dict[str, Any]:
         "kind": "PrometheusRule",
         "metadata": {
             "name": name,
-            "labels": {"app.kubernetes.io/name": "herl", "app.kubernetes.io/component": "alerts",
-                       "app.kubernetes.io/part-of": "herl"},
+            "labels": {
+                "app.kubernetes.io/name": "herl",
+                "app.kubernetes.io/component": "alerts",
+                "app.kubernetes.io/part-of": "herl",
+            },
         },
         "spec": {"groups": rule_groups()},
     }
@@ -153,5 +161,7 @@ def write_alerts(directory: str | Path = "manifests/alerts") -> list[Path]:
     return list(out)
 
 
-RENDERED = {"herl-rules.yaml": lambda: _dump(prometheus_rule()),
-            "herl-rules.rules.yaml": lambda: _dump(rules_file())}
+RENDERED = {
+    "herl-rules.yaml": lambda: _dump(prometheus_rule()),
+    "herl-rules.rules.yaml": lambda: _dump(rules_file()),
+}

@@ -53,8 +53,9 @@ def head_container_port(port: int = DEFAULT_PORT) -> dict[str, Any]:
     return {"name": PORT_NAME, "containerPort": port, "protocol": "TCP"}
 
 
-def pod_monitor(name: str = "herl-trainer", namespace: str | None = None,
-                interval: str = "30s") -> dict[str, Any]:
+def pod_monitor(
+    name: str = "herl-trainer", namespace: str | None = None, interval: str = "30s"
+) -> dict[str, Any]:
     """A PodMonitor scraping ``herl-metrics`` on Ray head pods of HeRLJobs.
 
     ``honorLabels: true`` keeps our ``namespace``/``herl_job`` labels instead of renaming a clash to
@@ -62,8 +63,10 @@ def pod_monitor(name: str = "herl-trainer", namespace: str | None = None,
     other Ray clusters out. The ``ray.io/cluster`` label is copied as ``ray_io_cluster`` like the
     KubeRay PodMonitors do, so Ray's own dashboards can be cross-linked.
     """
-    meta: dict[str, Any] = {"name": name, "labels": {"app.kubernetes.io/name": "herl",
-                                                    "app.kubernetes.io/component": "trainer-metrics"}}
+    meta: dict[str, Any] = {
+        "name": name,
+        "labels": {"app.kubernetes.io/name": "herl", "app.kubernetes.io/component": "trainer-metrics"},
+    }
     if namespace:
         meta["namespace"] = namespace
     return {
@@ -71,15 +74,26 @@ def pod_monitor(name: str = "herl-trainer", namespace: str | None = None,
         "kind": "PodMonitor",
         "metadata": meta,
         "spec": {
-            "selector": {"matchExpressions": [
-                {"key": "ray.io/node-type", "operator": "In", "values": ["head"]},
-                {"key": JOB_POD_LABEL, "operator": "Exists"},
-            ]},
+            "selector": {
+                "matchExpressions": [
+                    {"key": "ray.io/node-type", "operator": "In", "values": ["head"]},
+                    {"key": JOB_POD_LABEL, "operator": "Exists"},
+                ]
+            },
             "namespaceSelector": {"any": True},
-            "podMetricsEndpoints": [{
-                "port": PORT_NAME, "path": "/metrics", "interval": interval, "honorLabels": True,
-                "relabelings": [{"sourceLabels": ["__meta_kubernetes_pod_label_ray_io_cluster"],
-                                 "targetLabel": "ray_io_cluster"}],
-            }],
+            "podMetricsEndpoints": [
+                {
+                    "port": PORT_NAME,
+                    "path": "/metrics",
+                    "interval": interval,
+                    "honorLabels": True,
+                    "relabelings": [
+                        {
+                            "sourceLabels": ["__meta_kubernetes_pod_label_ray_io_cluster"],
+                            "targetLabel": "ray_io_cluster",
+                        }
+                    ],
+                }
+            ],
         },
     }

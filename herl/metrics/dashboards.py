@@ -63,19 +63,44 @@ def _t(expr: str, legend: str = "{{herl_job}}", instant: bool = False) -> Target
 
 def _variables(anchor_metric: str) -> list[dict[str, Any]]:
     """datasource, namespace and herl_job variables (multi-select, All = ``.*``)."""
+
     def query_var(name: str, label: str, query: str) -> dict[str, Any]:
         return {
-            "name": name, "label": label, "type": "query", "datasource": DS,
-            "definition": query, "query": {"query": query, "refId": f"{name}-var"},
-            "refresh": 2, "includeAll": True, "multi": True, "allValue": ".*",
-            "current": {}, "options": [], "sort": 1, "hide": 0, "regex": "",
+            "name": name,
+            "label": label,
+            "type": "query",
+            "datasource": DS,
+            "definition": query,
+            "query": {"query": query, "refId": f"{name}-var"},
+            "refresh": 2,
+            "includeAll": True,
+            "multi": True,
+            "allValue": ".*",
+            "current": {},
+            "options": [],
+            "sort": 1,
+            "hide": 0,
+            "regex": "",
         }
+
     return [
-        {"name": "datasource", "label": "Data source", "type": "datasource", "query": "prometheus",
-         "current": {}, "options": [], "refresh": 1, "hide": 0, "regex": "", "includeAll": False,
-         "multi": False},
+        {
+            "name": "datasource",
+            "label": "Data source",
+            "type": "datasource",
+            "query": "prometheus",
+            "current": {},
+            "options": [],
+            "refresh": 1,
+            "hide": 0,
+            "regex": "",
+            "includeAll": False,
+            "multi": False,
+        },
         query_var("namespace", "Namespace", f"label_values({anchor_metric}, namespace)"),
-        query_var("herl_job", "HeRLJob", f'label_values({anchor_metric}{{namespace=~"$namespace"}}, herl_job)'),
+        query_var(
+            "herl_job", "HeRLJob", f'label_values({anchor_metric}{{namespace=~"$namespace"}}, herl_job)'
+        ),
     ]
 
 
@@ -86,27 +111,48 @@ def _panel_json(p: Panel, pid: int, x: int, y: int) -> dict[str, Any]:
     if p.max is not None:
         defaults["max"] = p.max
     if p.kind == "timeseries":
-        defaults["custom"] = {"drawStyle": "line", "lineWidth": 1, "fillOpacity": 10 if p.stack else 0,
-                              "showPoints": "never", "spanNulls": True,
-                              "stacking": {"mode": "normal" if p.stack else "none", "group": "A"}}
+        defaults["custom"] = {
+            "drawStyle": "line",
+            "lineWidth": 1,
+            "fillOpacity": 10 if p.stack else 0,
+            "showPoints": "never",
+            "spanNulls": True,
+            "stacking": {"mode": "normal" if p.stack else "none", "group": "A"},
+        }
     targets = []
     for i, t in enumerate(p.targets):
-        tj: dict[str, Any] = {"datasource": DS, "expr": t.expr, "legendFormat": t.legend,
-                              "refId": chr(ord("A") + i), "range": not t.instant, "instant": t.instant}
+        tj: dict[str, Any] = {
+            "datasource": DS,
+            "expr": t.expr,
+            "legendFormat": t.legend,
+            "refId": chr(ord("A") + i),
+            "range": not t.instant,
+            "instant": t.instant,
+        }
         if p.kind == "table":
             tj["format"] = "table"
         targets.append(tj)
     out: dict[str, Any] = {
-        "id": pid, "type": p.kind, "title": p.title, "description": p.description, "datasource": DS,
+        "id": pid,
+        "type": p.kind,
+        "title": p.title,
+        "description": p.description,
+        "datasource": DS,
         "gridPos": {"h": p.height, "w": p.width, "x": x, "y": y},
         "fieldConfig": {"defaults": defaults, "overrides": []},
-        "options": {"legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
-                    "tooltip": {"mode": "multi", "sort": "none"}},
+        "options": {
+            "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
+            "tooltip": {"mode": "multi", "sort": "none"},
+        },
         "targets": targets,
     }
     if p.kind == "stat":
-        out["options"] = {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-                          "colorMode": "value", "graphMode": "area", "textMode": "auto"}
+        out["options"] = {
+            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+            "colorMode": "value",
+            "graphMode": "area",
+            "textMode": "auto",
+        }
     return out
 
 
@@ -115,8 +161,16 @@ def _layout(rows: tuple[Row, ...]) -> list[dict[str, Any]]:
     panels: list[dict[str, Any]] = []
     pid, y = 1, 0
     for row in rows:
-        panels.append({"id": pid, "type": "row", "title": row.title, "collapsed": False, "panels": [],
-                       "gridPos": {"h": 1, "w": 24, "x": 0, "y": y}})
+        panels.append(
+            {
+                "id": pid,
+                "type": "row",
+                "title": row.title,
+                "collapsed": False,
+                "panels": [],
+                "gridPos": {"h": 1, "w": 24, "x": 0, "y": y},
+            }
+        )
         pid, y = pid + 1, y + 1
         x, line_h = 0, 0
         for p in row.panels:
@@ -128,18 +182,40 @@ def _layout(rows: tuple[Row, ...]) -> list[dict[str, Any]]:
     return panels
 
 
-def _dashboard(uid: str, title: str, description: str, rows: tuple[Row, ...], anchor: str,
-               tags: list[str]) -> dict[str, Any]:
+def _dashboard(
+    uid: str, title: str, description: str, rows: tuple[Row, ...], anchor: str, tags: list[str]
+) -> dict[str, Any]:
     return {
-        "uid": uid, "title": title, "description": description, "tags": tags,
-        "schemaVersion": SCHEMA_VERSION, "version": 1, "editable": True, "graphTooltip": 1,
-        "timezone": "browser", "refresh": "30s", "time": {"from": "now-6h", "to": "now"},
-        "timepicker": {}, "fiscalYearStartMonth": 0, "liveNow": False, "weekStart": "",
-        "annotations": {"list": [{
-            "builtIn": 1, "datasource": {"type": "grafana", "uid": "-- Grafana --"}, "enable": True,
-            "hide": True, "iconColor": "rgba(0, 211, 255, 1)", "name": "Annotations & Alerts",
-            "type": "dashboard"}]},
-        "links": [], "id": None,
+        "uid": uid,
+        "title": title,
+        "description": description,
+        "tags": tags,
+        "schemaVersion": SCHEMA_VERSION,
+        "version": 1,
+        "editable": True,
+        "graphTooltip": 1,
+        "timezone": "browser",
+        "refresh": "30s",
+        "time": {"from": "now-6h", "to": "now"},
+        "timepicker": {},
+        "fiscalYearStartMonth": 0,
+        "liveNow": False,
+        "weekStart": "",
+        "annotations": {
+            "list": [
+                {
+                    "builtIn": 1,
+                    "datasource": {"type": "grafana", "uid": "-- Grafana --"},
+                    "enable": True,
+                    "hide": True,
+                    "iconColor": "rgba(0, 211, 255, 1)",
+                    "name": "Annotations & Alerts",
+                    "type": "dashboard",
+                }
+            ]
+        },
+        "links": [],
+        "id": None,
         "templating": {"list": _variables(anchor)},
         "panels": _layout(rows),
     }
@@ -153,143 +229,339 @@ def _m(name: str, extra: str = "") -> str:
 
 def _per_step(counter: str) -> str:
     """Counter increase per training step over the rate window (counts are published per step)."""
-    return (f"sum by (herl_job) (rate({_m(counter)}[{RATE}])) / "
-            f"sum by (herl_job) (rate({_m('herl_training_steps_total')}[{RATE}]))")
+    return (
+        f"sum by (herl_job) (rate({_m(counter)}[{RATE}])) / "
+        f"sum by (herl_job) (rate({_m('herl_training_steps_total')}[{RATE}]))"
+    )
 
 
 def training_dashboard() -> dict[str, Any]:
-    """"HeRL training": reward, hindsight exploration, policy health, lengths, progress, judge."""
+    """ "HeRL training": reward, hindsight exploration, policy health, lengths, progress, judge."""
     rows = (
-        Row("Reward", (
-            Panel("Reward score (mean / max / min)", (
-                _t(_m("herl_reward_score_mean"), "{{herl_job}} mean"),
-                _t(_m("herl_reward_score_max"), "{{herl_job}} max"),
-                _t(_m("herl_reward_score_min"), "{{herl_job}} min"),
-            ), description="Step scores of the rollouts, before hindsight incorporation."),
-            Panel("Reward std", (_t(_m("herl_reward_score_std")),)),
-            Panel("All-met rate", (_t(_m("herl_reward_all_met_ratio")),), unit="percentunit", min=0, max=1,
-                  description="Fraction of rollouts meeting every constraint/rubric item."),
-            Panel("Mean score by data source", (
-                _t(_m("herl_reward_source_score_mean"), "{{herl_job}} {{data_source}}"),)),
-            Panel("All-met rate by data source", (
-                _t(_m("herl_reward_source_all_met_ratio"), "{{herl_job}} {{data_source}}"),),
-                unit="percentunit", min=0, max=1),
-            Panel("Validation score by data source", (
-                _t(_m("herl_validation_score_mean"), "{{herl_job}} {{data_source}}"),)),
-            Panel("Steps since best reward", (
-                _t(f"{_m('herl_training_step')} - {_m('herl_reward_best_step')}"),),
-                kind="stat", width=12, height=5,
-                description="Stall length; HeRLRewardStalled fires at its threshold."),
-            Panel("Best step-mean reward", (_t(_m("herl_reward_score_mean_best")),), kind="stat", width=12,
-                  height=5),
-        )),
-        Row("Hindsight exploration", (
-            Panel("Revision success / over previous best", (
-                _t(_m("herl_hindsight_revision_success_ratio"), "{{herl_job}} success"),
-                _t(_m("herl_hindsight_over_previous_best_ratio"), "{{herl_job}} over previous best"),
-            ), unit="percentunit", min=0, max=1),
-            Panel("Bonus reward mean", (_t(_m("herl_hindsight_bonus_mean")),),
-                  description="α·(r̃−r) applied to revised drafts; negative when revisions are worse."),
-            Panel("Hindsight token fraction", (_t(_m("herl_hindsight_token_ratio")),), unit="percentunit",
-                  min=0, max=1),
-            Panel("Per step: attempted groups, revisions, kept, fallbacks", (
-                _t(_per_step("herl_hindsight_groups_attempted_total"), "{{herl_job}} groups attempted"),
-                _t(_per_step("herl_hindsight_revisions_generated_total"), "{{herl_job}} revisions"),
-                _t(_per_step("herl_hindsight_revisions_kept_total"), "{{herl_job}} kept"),
-                _t(_per_step("herl_hindsight_fallbacks_total"), "{{herl_job}} fallbacks"),
-            ), width=12),
-            Panel("Fallback share of attempted groups", (
-                _t(f"sum by (herl_job) (rate({_m('herl_hindsight_fallbacks_total')}[{RATE}])) / "
-                   f"sum by (herl_job) (rate({_m('herl_hindsight_groups_attempted_total')}[{RATE}]))"),),
-                unit="percentunit", width=12, min=0, max=1),
-        )),
-        Row("Policy health", (
-            Panel("Entropy", (_t(_m("herl_policy_entropy")),), width=6),
-            Panel("KL", (_t(_m("herl_policy_kl"), "{{herl_job}} ppo kl"),
-                         _t(_m("herl_policy_kl_loss"), "{{herl_job}} kl loss")), width=6),
-            Panel("Clip fraction", (_t(_m("herl_policy_clip_ratio")),), unit="percentunit", width=6),
-            Panel("Grad norm", (_t(_m("herl_policy_grad_norm")),), width=6),
-            Panel("Policy loss (all / on-policy / off-policy)", (
-                _t(_m("herl_policy_loss"), "{{herl_job}} all"),
-                _t(_m("herl_policy_on_policy_loss"), "{{herl_job}} on-policy"),
-                _t(_m("herl_policy_off_policy_loss"), "{{herl_job}} off-policy (hindsight)"),
-            ), width=24),
-        )),
-        Row("Lengths", (
-            Panel("Response length", (
-                _t(_m("herl_response_length_mean_tokens"), "{{herl_job}} mean"),
-                _t(_m("herl_response_length_max_tokens"), "{{herl_job}} max"),
-            ), width=12),
-            Panel("Response clip ratio", (_t(_m("herl_response_clip_ratio")),), unit="percentunit", width=12),
-        )),
-        Row("Progress, throughput and stage timings", (
-            Panel("Step", (_t(_m("herl_training_step")),), kind="stat", width=4, height=5),
-            Panel("Progress", (
-                _t(f"{_m('herl_training_step')} / {_m('herl_training_total_steps')}"),),
-                kind="stat", unit="percentunit", width=4, height=5),
-            Panel("Epoch", (_t(_m("herl_training_epoch")),), kind="stat", width=4, height=5),
-            Panel("Last checkpoint step", (_t(_m("herl_checkpoint_last_step")),), kind="stat", width=4,
-                  height=5),
-            Panel("Steps per hour", (_t(f"3600 * rate({_m('herl_training_steps_total')}[{RATE}])"),),
-                  kind="stat", width=4, height=5),
-            Panel("Since last step", (_t(f"time() - {_m('herl_training_last_step_timestamp_seconds')}"),),
-                  kind="stat", unit="s", width=4, height=5),
-            Panel("Throughput (tokens/s per GPU)", (_t(_m("herl_throughput_tokens_per_second")),), width=8),
-            Panel("Tokens per second (all GPUs)", (_t(f"rate({_m('herl_tokens_total')}[{RATE}])"),), width=8),
-            Panel("Stage timings (last step)", (
-                _t(_m("herl_stage_duration_seconds", 'stage!="step"'), "{{herl_job}} {{stage}}"),),
-                unit="s", stack=True, width=8),
-        )),
-        Row("Judge", (
-            Panel("Judge calls and errors per second", (
-                _t(f"sum by (herl_job) (rate({_m('herl_judge_calls_total')}[{RATE}]))", "{{herl_job}} calls"),
-                _t(f"sum by (herl_job, reason) (rate({_m('herl_judge_errors_total')}[{RATE}]))",
-                   "{{herl_job}} errors {{reason}}"),
-            ), unit="reqps", width=12),
-            Panel("Judge error ratio", (
-                _t(f"sum by (herl_job) (rate({_m('herl_judge_errors_total')}[{RATE}])) / "
-                   f"sum by (herl_job) (rate({_m('herl_judge_calls_total')}[{RATE}]))"),),
-                unit="percentunit", width=12, min=0),
-        )),
+        Row(
+            "Reward",
+            (
+                Panel(
+                    "Reward score (mean / max / min)",
+                    (
+                        _t(_m("herl_reward_score_mean"), "{{herl_job}} mean"),
+                        _t(_m("herl_reward_score_max"), "{{herl_job}} max"),
+                        _t(_m("herl_reward_score_min"), "{{herl_job}} min"),
+                    ),
+                    description="Step scores of the rollouts, before hindsight incorporation.",
+                ),
+                Panel("Reward std", (_t(_m("herl_reward_score_std")),)),
+                Panel(
+                    "All-met rate",
+                    (_t(_m("herl_reward_all_met_ratio")),),
+                    unit="percentunit",
+                    min=0,
+                    max=1,
+                    description="Fraction of rollouts meeting every constraint/rubric item.",
+                ),
+                Panel(
+                    "Mean score by data source",
+                    (_t(_m("herl_reward_source_score_mean"), "{{herl_job}} {{data_source}}"),),
+                ),
+                Panel(
+                    "All-met rate by data source",
+                    (_t(_m("herl_reward_source_all_met_ratio"), "{{herl_job}} {{data_source}}"),),
+                    unit="percentunit",
+                    min=0,
+                    max=1,
+                ),
+                Panel(
+                    "Validation score by data source",
+                    (_t(_m("herl_validation_score_mean"), "{{herl_job}} {{data_source}}"),),
+                ),
+                Panel(
+                    "Steps since best reward",
+                    (_t(f"{_m('herl_training_step')} - {_m('herl_reward_best_step')}"),),
+                    kind="stat",
+                    width=12,
+                    height=5,
+                    description="Stall length; HeRLRewardStalled fires at its threshold.",
+                ),
+                Panel(
+                    "Best step-mean reward",
+                    (_t(_m("herl_reward_score_mean_best")),),
+                    kind="stat",
+                    width=12,
+                    height=5,
+                ),
+            ),
+        ),
+        Row(
+            "Hindsight exploration",
+            (
+                Panel(
+                    "Revision success / over previous best",
+                    (
+                        _t(_m("herl_hindsight_revision_success_ratio"), "{{herl_job}} success"),
+                        _t(_m("herl_hindsight_over_previous_best_ratio"), "{{herl_job}} over previous best"),
+                    ),
+                    unit="percentunit",
+                    min=0,
+                    max=1,
+                ),
+                Panel(
+                    "Bonus reward mean",
+                    (_t(_m("herl_hindsight_bonus_mean")),),
+                    description="α·(r̃−r) applied to revised drafts; negative when revisions are worse.",
+                ),
+                Panel(
+                    "Hindsight token fraction",
+                    (_t(_m("herl_hindsight_token_ratio")),),
+                    unit="percentunit",
+                    min=0,
+                    max=1,
+                ),
+                Panel(
+                    "Per step: attempted groups, revisions, kept, fallbacks",
+                    (
+                        _t(
+                            _per_step("herl_hindsight_groups_attempted_total"),
+                            "{{herl_job}} groups attempted",
+                        ),
+                        _t(_per_step("herl_hindsight_revisions_generated_total"), "{{herl_job}} revisions"),
+                        _t(_per_step("herl_hindsight_revisions_kept_total"), "{{herl_job}} kept"),
+                        _t(_per_step("herl_hindsight_fallbacks_total"), "{{herl_job}} fallbacks"),
+                    ),
+                    width=12,
+                ),
+                Panel(
+                    "Fallback share of attempted groups",
+                    (
+                        _t(
+                            f"sum by (herl_job) (rate({_m('herl_hindsight_fallbacks_total')}[{RATE}])) / "
+                            f"sum by (herl_job) (rate({_m('herl_hindsight_groups_attempted_total')}[{RATE}]))"
+                        ),
+                    ),
+                    unit="percentunit",
+                    width=12,
+                    min=0,
+                    max=1,
+                ),
+            ),
+        ),
+        Row(
+            "Policy health",
+            (
+                Panel("Entropy", (_t(_m("herl_policy_entropy")),), width=6),
+                Panel(
+                    "KL",
+                    (
+                        _t(_m("herl_policy_kl"), "{{herl_job}} ppo kl"),
+                        _t(_m("herl_policy_kl_loss"), "{{herl_job}} kl loss"),
+                    ),
+                    width=6,
+                ),
+                Panel("Clip fraction", (_t(_m("herl_policy_clip_ratio")),), unit="percentunit", width=6),
+                Panel("Grad norm", (_t(_m("herl_policy_grad_norm")),), width=6),
+                Panel(
+                    "Policy loss (all / on-policy / off-policy)",
+                    (
+                        _t(_m("herl_policy_loss"), "{{herl_job}} all"),
+                        _t(_m("herl_policy_on_policy_loss"), "{{herl_job}} on-policy"),
+                        _t(_m("herl_policy_off_policy_loss"), "{{herl_job}} off-policy (hindsight)"),
+                    ),
+                    width=24,
+                ),
+            ),
+        ),
+        Row(
+            "Lengths",
+            (
+                Panel(
+                    "Response length",
+                    (
+                        _t(_m("herl_response_length_mean_tokens"), "{{herl_job}} mean"),
+                        _t(_m("herl_response_length_max_tokens"), "{{herl_job}} max"),
+                    ),
+                    width=12,
+                ),
+                Panel(
+                    "Response clip ratio", (_t(_m("herl_response_clip_ratio")),), unit="percentunit", width=12
+                ),
+            ),
+        ),
+        Row(
+            "Progress, throughput and stage timings",
+            (
+                Panel("Step", (_t(_m("herl_training_step")),), kind="stat", width=4, height=5),
+                Panel(
+                    "Progress",
+                    (_t(f"{_m('herl_training_step')} / {_m('herl_training_total_steps')}"),),
+                    kind="stat",
+                    unit="percentunit",
+                    width=4,
+                    height=5,
+                ),
+                Panel("Epoch", (_t(_m("herl_training_epoch")),), kind="stat", width=4, height=5),
+                Panel(
+                    "Last checkpoint step",
+                    (_t(_m("herl_checkpoint_last_step")),),
+                    kind="stat",
+                    width=4,
+                    height=5,
+                ),
+                Panel(
+                    "Steps per hour",
+                    (_t(f"3600 * rate({_m('herl_training_steps_total')}[{RATE}])"),),
+                    kind="stat",
+                    width=4,
+                    height=5,
+                ),
+                Panel(
+                    "Since last step",
+                    (_t(f"time() - {_m('herl_training_last_step_timestamp_seconds')}"),),
+                    kind="stat",
+                    unit="s",
+                    width=4,
+                    height=5,
+                ),
+                Panel(
+                    "Throughput (tokens/s per GPU)", (_t(_m("herl_throughput_tokens_per_second")),), width=8
+                ),
+                Panel(
+                    "Tokens per second (all GPUs)", (_t(f"rate({_m('herl_tokens_total')}[{RATE}])"),), width=8
+                ),
+                Panel(
+                    "Stage timings (last step)",
+                    (_t(_m("herl_stage_duration_seconds", 'stage!="step"'), "{{herl_job}} {{stage}}"),),
+                    unit="s",
+                    stack=True,
+                    width=8,
+                ),
+            ),
+        ),
+        Row(
+            "Judge",
+            (
+                Panel(
+                    "Judge calls and errors per second",
+                    (
+                        _t(
+                            f"sum by (herl_job) (rate({_m('herl_judge_calls_total')}[{RATE}]))",
+                            "{{herl_job}} calls",
+                        ),
+                        _t(
+                            f"sum by (herl_job, reason) (rate({_m('herl_judge_errors_total')}[{RATE}]))",
+                            "{{herl_job}} errors {{reason}}",
+                        ),
+                    ),
+                    unit="reqps",
+                    width=12,
+                ),
+                Panel(
+                    "Judge error ratio",
+                    (
+                        _t(
+                            f"sum by (herl_job) (rate({_m('herl_judge_errors_total')}[{RATE}])) / "
+                            f"sum by (herl_job) (rate({_m('herl_judge_calls_total')}[{RATE}]))"
+                        ),
+                    ),
+                    unit="percentunit",
+                    width=12,
+                    min=0,
+                ),
+            ),
+        ),
     )
-    return _dashboard("herl-training", "HeRL training",
-                      "Reward and hindsight-exploration metrics of HeRL training runs (herl.metrics).",
-                      rows, "herl_training_step", ["herl", "training"])
+    return _dashboard(
+        "herl-training",
+        "HeRL training",
+        "Reward and hindsight-exploration metrics of HeRL training runs (herl.metrics).",
+        rows,
+        "herl_training_step",
+        ["herl", "training"],
+    )
 
 
 def operator_dashboard() -> dict[str, Any]:
-    """"HeRL operator": jobs by phase, reconcile rate/latency/errors, retries, GPU-hours, last reward."""
+    """ "HeRL operator": jobs by phase, reconcile rate/latency/errors, retries, GPU-hours, last reward."""
     jsel = 'namespace=~"$namespace", herl_job=~"$herl_job"'
     rec = f"herl_operator_reconcile_total[{RATE}]"
     rows = (
-        Row("Jobs", (
-            Panel("Jobs by phase", (_t("sum by (phase) (herl_operator_jobs)", "{{phase}}"),), width=12,
-                  stack=True),
-            Panel("Job phases", (_t(f"herl_operator_job_phase{{{jsel}}} == 1", "", instant=True),),
-                  kind="table", width=12),
-        )),
-        Row("Reconcile", (
-            Panel("Reconcile rate by result", (_t(f"sum by (result) (rate({rec}))", "{{result}}"),),
-                  unit="ops", width=8),
-            Panel("Reconcile latency", tuple(
-                _t(f"histogram_quantile({q}, sum by (le) "
-                   f"(rate(herl_operator_reconcile_duration_seconds_bucket[{RATE}])))", f"p{int(q * 100)}")
-                for q in (0.5, 0.95, 0.99)), unit="s", width=8),
-            Panel("Reconcile error ratio", (
-                _t(f'sum(rate(herl_operator_reconcile_total{{result="error"}}[{RATE}])) / '
-                   f"sum(rate({rec}))", "errors"),), unit="percentunit", width=8, min=0),
-            Panel("Retries (last hour)", (_t("sum(increase(herl_operator_retries_total[1h]))", "retries"),),
-                  kind="stat", width=8, height=5),
-        )),
-        Row("Cost and results", (
-            Panel("GPU-hours by job", (_t(f"herl_operator_gpu_hours_total{{{jsel}}}"),), unit="h",
-                  width=12),
-            Panel("Last reward by job", (_t(f"herl_operator_job_last_reward{{{jsel}}}"),), width=12),
-        )),
+        Row(
+            "Jobs",
+            (
+                Panel(
+                    "Jobs by phase",
+                    (_t("sum by (phase) (herl_operator_jobs)", "{{phase}}"),),
+                    width=12,
+                    stack=True,
+                ),
+                Panel(
+                    "Job phases",
+                    (_t(f"herl_operator_job_phase{{{jsel}}} == 1", "", instant=True),),
+                    kind="table",
+                    width=12,
+                ),
+            ),
+        ),
+        Row(
+            "Reconcile",
+            (
+                Panel(
+                    "Reconcile rate by result",
+                    (_t(f"sum by (result) (rate({rec}))", "{{result}}"),),
+                    unit="ops",
+                    width=8,
+                ),
+                Panel(
+                    "Reconcile latency",
+                    tuple(
+                        _t(
+                            f"histogram_quantile({q}, sum by (le) "
+                            f"(rate(herl_operator_reconcile_duration_seconds_bucket[{RATE}])))",
+                            f"p{int(q * 100)}",
+                        )
+                        for q in (0.5, 0.95, 0.99)
+                    ),
+                    unit="s",
+                    width=8,
+                ),
+                Panel(
+                    "Reconcile error ratio",
+                    (
+                        _t(
+                            f'sum(rate(herl_operator_reconcile_total{{result="error"}}[{RATE}])) / '
+                            f"sum(rate({rec}))",
+                            "errors",
+                        ),
+                    ),
+                    unit="percentunit",
+                    width=8,
+                    min=0,
+                ),
+                Panel(
+                    "Retries (last hour)",
+                    (_t("sum(increase(herl_operator_retries_total[1h]))", "retries"),),
+                    kind="stat",
+                    width=8,
+                    height=5,
+                ),
+            ),
+        ),
+        Row(
+            "Cost and results",
+            (
+                Panel(
+                    "GPU-hours by job", (_t(f"herl_operator_gpu_hours_total{{{jsel}}}"),), unit="h", width=12
+                ),
+                Panel("Last reward by job", (_t(f"herl_operator_job_last_reward{{{jsel}}}"),), width=12),
+            ),
+        ),
     )
-    return _dashboard("herl-operator", "HeRL operator",
-                      "The HeRLJob operator: jobs by phase, reconcile rate and latency, retries, GPU-hours.",
-                      rows, "herl_operator_job_phase", ["herl", "operator"])
+    return _dashboard(
+        "herl-operator",
+        "HeRL operator",
+        "The HeRLJob operator: jobs by phase, reconcile rate and latency, retries, GPU-hours.",
+        rows,
+        "herl_operator_job_phase",
+        ["herl", "operator"],
+    )
 
 
 DASHBOARDS = {"herl-training.json": training_dashboard, "herl-operator.json": operator_dashboard}
@@ -304,19 +576,21 @@ def kustomization() -> str:
     """A kustomization that packs the JSON files into one ConfigMap labelled for Grafana's dashboard
     sidecar (``grafana_dashboard: "1"``, the kube-prometheus-stack default): ``kubectl apply -k``."""
     files = "".join(f"      - {f}\n" for f in DASHBOARDS)
-    return ("# Generated by herl.metrics.dashboards (herl generate); do not edit by hand.\n"
-            "apiVersion: kustomize.config.k8s.io/v1beta1\n"
-            "kind: Kustomization\n"
-            "configMapGenerator:\n"
-            "  - name: herl-grafana-dashboards\n"
-            "    files:\n"
-            f"{files}"
-            "    options:\n"
-            "      disableNameSuffixHash: true\n"
-            "      labels:\n"
-            '        grafana_dashboard: "1"\n'
-            "        app.kubernetes.io/name: herl\n"
-            "        app.kubernetes.io/component: dashboards\n")
+    return (
+        "# Generated by herl.metrics.dashboards (herl generate); do not edit by hand.\n"
+        "apiVersion: kustomize.config.k8s.io/v1beta1\n"
+        "kind: Kustomization\n"
+        "configMapGenerator:\n"
+        "  - name: herl-grafana-dashboards\n"
+        "    files:\n"
+        f"{files}"
+        "    options:\n"
+        "      disableNameSuffixHash: true\n"
+        "      labels:\n"
+        '        grafana_dashboard: "1"\n'
+        "        app.kubernetes.io/name: herl\n"
+        "        app.kubernetes.io/component: dashboards\n"
+    )
 
 
 def write_dashboards(directory: str | Path = "manifests/dashboards") -> list[Path]:
@@ -343,9 +617,11 @@ def iter_queries(dashboard: dict[str, Any]) -> Iterator[tuple[str, str]]:
 
 def substitute(expr: str, variables: dict[str, str]) -> str:
     """Replace Grafana variables (``$name``, ``${name}``) the way Grafana would before querying."""
+
     def rep(m: re.Match[str]) -> str:
         name = m.group(1) or m.group(2)
         return variables.get(name, m.group(0))
+
     return re.sub(r"\$\{(\w+)\}|\$(\w+)", rep, expr)
 
 

@@ -88,13 +88,20 @@ class PrometheusServer:
             scheme, hostport, path = _split_target(t)
             jobs.setdefault((scheme, path), []).append(hostport)
         scrape = [
-            {"job_name": f"herl-{i}", "scheme": scheme, "metrics_path": path,
-             "static_configs": [{"targets": hosts}]}
+            {
+                "job_name": f"herl-{i}",
+                "scheme": scheme,
+                "metrics_path": path,
+                "static_configs": [{"targets": hosts}],
+            }
             for i, ((scheme, path), hosts) in enumerate(sorted(jobs.items()))
         ]
         return {
-            "global": {"scrape_interval": self.scrape_interval, "scrape_timeout": self.scrape_interval,
-                       "evaluation_interval": self.scrape_interval},
+            "global": {
+                "scrape_interval": self.scrape_interval,
+                "scrape_timeout": self.scrape_interval,
+                "evaluation_interval": self.scrape_interval,
+            },
             "rule_files": [str(p) for p in self.rule_files],
             "scrape_configs": scrape,
         }
@@ -108,9 +115,16 @@ class PrometheusServer:
         self.port = free_port()
         log = (d / "prometheus.log").open("wb")
         self.proc = subprocess.Popen(
-            [self.binary, f"--config.file={d / 'prometheus.yml'}", f"--storage.tsdb.path={d / 'data'}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                self.binary,
+                f"--config.file={d / 'prometheus.yml'}",
+                f"--storage.tsdb.path={d / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--log.level=warn",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         log.close()
         try:
@@ -179,9 +193,11 @@ class PrometheusServer:
 
     def wait_targets_up(self, timeout: float = 20.0) -> None:
         """Until every configured target has been scraped successfully."""
+
         def ok() -> bool:
             ts = self.targets_health()
             return len(ts) == len(self.targets) and all(t["health"] == "up" for t in ts)
+
         self._poll(ok, timeout, f"targets up: {self.targets}")
 
     def query(self, expr: str) -> list[dict[str, Any]]:

@@ -72,8 +72,9 @@ class StepMetricsPublisher:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.herl_job = herl_job or os.environ.get(ENV_JOB) or "local"
-        self.namespace = (namespace or os.environ.get(ENV_NAMESPACE) or os.environ.get("POD_NAMESPACE")
-                          or "local")
+        self.namespace = (
+            namespace or os.environ.get(ENV_NAMESPACE) or os.environ.get("POD_NAMESPACE") or "local"
+        )
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         self.collectors = create_collectors(self.registry, Engine.LOCAL)
         self._clock = clock
@@ -89,9 +90,15 @@ class StepMetricsPublisher:
         # Series that exist from the start: a running trainer is visible before its first step,
         # and counters start at 0 so the first increase() is not lost.
         self._g("herl_training_step").set(0)
-        for name in ("herl_training_steps_total", "herl_hindsight_groups_attempted_total",
-                     "herl_hindsight_revisions_generated_total", "herl_hindsight_revisions_kept_total",
-                     "herl_hindsight_fallbacks_total", "herl_tokens_total", "herl_judge_calls_total"):
+        for name in (
+            "herl_training_steps_total",
+            "herl_hindsight_groups_attempted_total",
+            "herl_hindsight_revisions_generated_total",
+            "herl_hindsight_revisions_kept_total",
+            "herl_hindsight_fallbacks_total",
+            "herl_tokens_total",
+            "herl_judge_calls_total",
+        ):
             self._c(name)
 
     # -- collectors with the job labels applied
@@ -201,5 +208,13 @@ def set_default_publisher(publisher: StepMetricsPublisher | None) -> None:
         _default = publisher
 
 
-__all__ = ["ENV_ADDR", "ENV_JOB", "ENV_NAMESPACE", "ENV_PORT", "JOB_LABELS", "StepMetricsPublisher",
-           "default_publisher", "set_default_publisher"]
+__all__ = [
+    "ENV_ADDR",
+    "ENV_JOB",
+    "ENV_NAMESPACE",
+    "ENV_PORT",
+    "JOB_LABELS",
+    "StepMetricsPublisher",
+    "default_publisher",
+    "set_default_publisher",
+]

@@ -114,4 +114,5 @@ def operator_tick(col: dict[str, object], tick: int) -> None:
     for ns, name, phase in OPERATOR_JOBS:
         if phase == "Running":
             col[cat.OPERATOR_GPU_HOURS_TOTAL].labels(namespace=ns, herl_job=name).set(  # type: ignore[attr-defined]
-                1.5 + 0.01 * tick)
+                1.5 + 0.01 * tick
+            )

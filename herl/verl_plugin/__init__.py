@@ -64,7 +64,9 @@ class _RegisterAfterImport(importlib.abc.MetaPathFinder):
     ``exec_module``, so the package is imported exactly as usual, then our trainer is registered.
     """
 
-    def find_spec(self, fullname: str, path: Any, target: Any = None) -> importlib.machinery.ModuleSpec | None:
+    def find_spec(
+        self, fullname: str, path: Any, target: Any = None
+    ) -> importlib.machinery.ModuleSpec | None:
         if fullname != _V1_PACKAGE:
             return None
         for finder in sys.meta_path:

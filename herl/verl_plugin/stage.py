@@ -171,8 +171,11 @@ def run_stage_on_rows(
         idx = members[uid]
         prompt = _decode(tokenizer, rows[idx[0]].prompt_ids)
         rollouts = tuple(
-            Rollout(response=_decode(tokenizer, _valid_response(rows[i])), reward=rows[i].result,
-                    train_reward=rows[i].reward)
+            Rollout(
+                response=_decode(tokenizer, _valid_response(rows[i])),
+                reward=rows[i].result,
+                train_reward=rows[i].reward,
+            )
             for i in idx
         )
         groups.append(RolloutGroup(uid=uid, prompt=prompt, rollouts=rollouts, record=gi))
@@ -198,6 +201,7 @@ def run_stage_on_rows(
 
     chat_wrap = None
     if cfg.chat_template:
+
         def chat_wrap(text: str) -> str:
             return tokenizer.apply_chat_template(
                 [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
@@ -220,8 +224,11 @@ def run_stage_on_rows(
         template = rows[idx[0]]
         if new.is_he or new.source is None:
             rev = next(
-                (rv for rv in oc.revisions if rv.text == new.response and (new.prompt_is_original or
-                                                                             rv.job.prompt == new.prompt)),
+                (
+                    rv
+                    for rv in oc.revisions
+                    if rv.text == new.response and (new.prompt_is_original or rv.job.prompt == new.prompt)
+                ),
                 None,
             )
             if rev is None:
@@ -231,8 +238,9 @@ def run_stage_on_rows(
                 prompt_ids = list(template.prompt_ids)
             else:
                 prompt_ids = _encode_raw(tokenizer, new.prompt)[-max_prompt_length:]
-            resp_t, mask_t = he_response_tokens(gen.token_ids, max_response_length, eos, pad,
-                                                append_eos=new.append_eos)
+            resp_t, mask_t = he_response_tokens(
+                gen.token_ids, max_response_length, eos, pad, append_eos=new.append_eos
+            )
             n = int(mask_t.sum())
             resp = resp_t[:n].tolist()
             scores = [0.0] * n
@@ -242,10 +250,20 @@ def run_stage_on_rows(
             if template.rollout_log_probs is not None:
                 src = list(gen.log_probs or [])[:n]
                 logp = src + [0.0] * (n - len(src))
-            built = Row(key=template.key, uid=oc.uid, prompt_ids=prompt_ids, response_ids=resp,
-                        response_mask=[1] * n, token_scores=scores, result=new.result,
-                        rollout_log_probs=logp, he=bool(new.is_he), changed=True,
-                        source_key=template.key, extra=copy.deepcopy(template.extra))
+            built = Row(
+                key=template.key,
+                uid=oc.uid,
+                prompt_ids=prompt_ids,
+                response_ids=resp,
+                response_mask=[1] * n,
+                token_scores=scores,
+                result=new.result,
+                rollout_log_probs=logp,
+                he=bool(new.is_he),
+                changed=True,
+                source_key=template.key,
+                extra=copy.deepcopy(template.extra),
+            )
         else:
             src_row = rows[idx[new.source]]
             built = copy.deepcopy(src_row)
@@ -345,11 +363,11 @@ def rows_to_dataproto(
     for i, r in enumerate(rows):
         lp, lr = len(r.prompt_ids), len(r.response_ids)
         if lp:
-            prompts[i, p_len - lp:] = torch.tensor(r.prompt_ids, dtype=torch.long)
-            attn[i, p_len - lp:p_len] = 1
+            prompts[i, p_len - lp :] = torch.tensor(r.prompt_ids, dtype=torch.long)
+            attn[i, p_len - lp : p_len] = 1
         if lr:
             responses[i, :lr] = torch.tensor(r.response_ids, dtype=torch.long)
-            attn[i, p_len:p_len + lr] = 1
+            attn[i, p_len : p_len + lr] = 1
             resp_mask[i, :lr] = torch.tensor(r.response_mask, dtype=torch.long)
             scores[i, :lr] = torch.tensor(r.token_scores, dtype=torch.float32)
             if r.he:
@@ -370,12 +388,15 @@ def rows_to_dataproto(
         "key": np.array([r.key for r in rows], dtype=object),
         RESULT_FIELD: np.array([r.result for r in rows] + [None], dtype=object)[:-1],
     }
-    for k in (rows[0].extra.keys() if rows else ()):
+    for k in rows[0].extra.keys() if rows else ():
         arr = np.empty(n, dtype=object)
         arr[:] = [r.extra.get(k) for r in rows]
         non_tensor[k] = arr
-    return DataProto(batch=TensorDict(tensors, batch_size=[n]), non_tensor_batch=non_tensor,
-                     meta_info=dict(meta_info or {}))
+    return DataProto(
+        batch=TensorDict(tensors, batch_size=[n]),
+        non_tensor_batch=non_tensor,
+        meta_info=dict(meta_info or {}),
+    )
 
 
 def apply_hindsight_to_dataproto(
@@ -393,11 +414,21 @@ def apply_hindsight_to_dataproto(
     """The stage on a padded DataProto; returns the merged DataProto (with ``he_mask``) and the report."""
     rows = rows_from_dataproto(batch)
     out, report = run_stage_on_rows(
-        rows, tokenizer=tokenizer, generate_tokens=generate_tokens, score_revisions=score_revisions,
-        cfg=cfg, rng=rng, rollout=rollout, max_prompt_length=max_prompt_length,
+        rows,
+        tokenizer=tokenizer,
+        generate_tokens=generate_tokens,
+        score_revisions=score_revisions,
+        cfg=cfg,
+        rng=rng,
+        rollout=rollout,
+        max_prompt_length=max_prompt_length,
         max_response_length=max_response_length,
     )
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    return rows_to_dataproto(out, pad, meta_info=batch.meta_info,
-                             min_prompt_width=int(batch.batch["prompts"].shape[1]),
-                             min_response_width=int(batch.batch["responses"].shape[1])), report
+    return rows_to_dataproto(
+        out,
+        pad,
+        meta_info=batch.meta_info,
+        min_prompt_width=int(batch.batch["prompts"].shape[1]),
+        min_response_width=int(batch.batch["responses"].shape[1]),
+    ), report

@@ -80,8 +80,9 @@ class _HindsightSampler:
         return getattr(self._inner, name)
 
     def sample(self, global_steps: int, partition_id: str, batch_size: int) -> tuple[KVBatchMeta, dict]:
-        batch, metrics = self._inner.sample(global_steps=global_steps, partition_id=partition_id,
-                                            batch_size=batch_size)
+        batch, metrics = self._inner.sample(
+            global_steps=global_steps, partition_id=partition_id, batch_size=batch_size
+        )
         if partition_id != "train" or len(batch) == 0:
             return batch, metrics
         t0 = time.perf_counter()
@@ -119,12 +120,16 @@ class HeRLTrainerSync(PPOTrainerSync):
 
         actor = self.config.actor_rollout_ref.actor
         if actor.policy_loss.get("loss_mode", "vanilla") != LOSS_MODE:
-            log.warning("herl_sync with loss_mode=%s: HE rows are trained with that loss, without he_mask",
-                        actor.policy_loss.get("loss_mode"))
+            log.warning(
+                "herl_sync with loss_mode=%s: HE rows are trained with that loss, without he_mask",
+                actor.policy_loss.get("loss_mode"),
+            )
             return
         actor_config = omega_conf_to_dataclass(actor)
         params = HeRLLossParams(gamma=self.herl_cfg.gamma)
-        self.actor_rollout_wg.set_loss_fn(functools.partial(herl_ppo_loss, config=actor_config, params=params))
+        self.actor_rollout_wg.set_loss_fn(
+            functools.partial(herl_ppo_loss, config=actor_config, params=params)
+        )
         log.info("herl: installed herl_ppo_loss on the actor workers (gamma=%s)", params.gamma)
 
     def on_train_begin(self) -> None:
@@ -140,7 +145,9 @@ class HeRLTrainerSync(PPOTrainerSync):
             except Exception:  # metrics must never stop training
                 log.warning("herl: Prometheus publisher not started", exc_info=True)
 
-    def _compute_metrics(self, batch: Any, metrics: dict, timing_raw: dict, global_steps: int, epoch: int) -> Any:
+    def _compute_metrics(
+        self, batch: Any, metrics: dict, timing_raw: dict, global_steps: int, epoch: int
+    ) -> Any:
         out = super()._compute_metrics(batch, metrics, timing_raw, global_steps=global_steps, epoch=epoch)
         publish_step_metrics(getattr(self, "_publisher", None), metrics, global_steps)
         return out
@@ -149,8 +156,13 @@ class HeRLTrainerSync(PPOTrainerSync):
 
     def _rollout_sampling(self) -> RolloutSampling:
         r = self.config.actor_rollout_ref.rollout
-        return RolloutSampling(temperature=float(r.temperature), top_p=float(r.top_p), top_k=int(r.top_k),
-                               response_length=int(r.response_length), logprobs=bool(r.calculate_log_probs))
+        return RolloutSampling(
+            temperature=float(r.temperature),
+            top_p=float(r.top_p),
+            top_k=int(r.top_k),
+            response_length=int(r.response_length),
+            logprobs=bool(r.calculate_log_probs),
+        )
 
     def hindsight_step(self, batch: KVBatchMeta, global_steps: int) -> tuple[KVBatchMeta, dict[str, float]]:
         """Read the sampled rows, run the stage, write the result back; returns the new batch meta."""
@@ -178,21 +190,36 @@ class HeRLTrainerSync(PPOTrainerSync):
             scores = cols["rm_scores"][i].float().tolist()
             extra_fields = cols["extra_fields"][i] or {}
             info = extra_fields.get("reward_extra_info", {}) if isinstance(extra_fields, dict) else {}
-            rows.append(Row(
-                key=key, uid=str(cols["uid"][i]),
-                prompt_ids=cols["prompts"][i].tolist(), response_ids=cols["responses"][i].tolist(),
-                response_mask=cols["response_mask"][i].long().tolist(), token_scores=scores,
-                result=result_from_extra_info(info, sum(scores)),
-                rollout_log_probs=(cols["rollout_log_probs"][i].float().tolist()
-                                   if "rollout_log_probs" in cols else None),
-                extra={"tag": batch.tags[i], "extra_fields": extra_fields,
-                       **{f: ds_cols[f][i] for f in ds_cols}},
-            ))
+            rows.append(
+                Row(
+                    key=key,
+                    uid=str(cols["uid"][i]),
+                    prompt_ids=cols["prompts"][i].tolist(),
+                    response_ids=cols["responses"][i].tolist(),
+                    response_mask=cols["response_mask"][i].long().tolist(),
+                    token_scores=scores,
+                    result=result_from_extra_info(info, sum(scores)),
+                    rollout_log_probs=(
+                        cols["rollout_log_probs"][i].float().tolist() if "rollout_log_probs" in cols else None
+                    ),
+                    extra={
+                        "tag": batch.tags[i],
+                        "extra_fields": extra_fields,
+                        **{f: ds_cols[f][i] for f in ds_cols},
+                    },
+                )
+            )
         rng = slot_rng(herl_seed(self.config), global_steps) if cfg.seeded_slots else None
         out, report = run_stage_on_rows(
-            rows, tokenizer=self.tokenizer, generate_tokens=self._generate_tokens,
-            score_revisions=self._score_revisions, cfg=cfg, rng=rng, rollout=self._rollout_sampling(),
-            max_prompt_length=int(rollout.prompt_length), max_response_length=int(rollout.response_length),
+            rows,
+            tokenizer=self.tokenizer,
+            generate_tokens=self._generate_tokens,
+            score_revisions=self._score_revisions,
+            cfg=cfg,
+            rng=rng,
+            rollout=self._rollout_sampling(),
+            max_prompt_length=int(rollout.prompt_length),
+            max_response_length=int(rollout.response_length),
         )
         new_meta = self._write_back(batch, out)
         return new_meta, dict(report.metrics)
@@ -202,9 +229,12 @@ class HeRLTrainerSync(PPOTrainerSync):
         client = self.get_llm_client()
 
         async def run() -> list[Any]:
-            return await asyncio.gather(*[
-                client.generate(uuid.uuid4().hex, prompt_ids=ids, sampling_params=dict(params)) for ids in prompt_ids
-            ])
+            return await asyncio.gather(
+                *[
+                    client.generate(uuid.uuid4().hex, prompt_ids=ids, sampling_params=dict(params))
+                    for ids in prompt_ids
+                ]
+            )
 
         outs = _run_async(run)
         return [TokenRevision(token_ids=list(o.token_ids), log_probs=o.log_probs) for o in outs]
@@ -213,7 +243,11 @@ class HeRLTrainerSync(PPOTrainerSync):
         """Score revisions with the job's reward loop, each under its group's ORIGINAL prompt."""
         if not items:
             return []
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        pad = (
+            self.tokenizer.pad_token_id
+            if self.tokenizer.pad_token_id is not None
+            else self.tokenizer.eos_token_id
+        )
         p_len = max(len(r.prompt_ids) for r, _, _ in items)
         r_len = max(max(len(ids) for _, ids, _ in items), 1)
         n = len(items)
@@ -223,11 +257,11 @@ class HeRLTrainerSync(PPOTrainerSync):
         non_tensor: dict[str, list[Any]] = {k: [] for k in _DATASET_FIELDS if k != "raw_prompt"}
         for i, (row, ids, _text) in enumerate(items):
             lp = len(row.prompt_ids)
-            prompts[i, p_len - lp:] = torch.tensor(row.prompt_ids, dtype=torch.long)
-            attn[i, p_len - lp:p_len] = 1
+            prompts[i, p_len - lp :] = torch.tensor(row.prompt_ids, dtype=torch.long)
+            attn[i, p_len - lp : p_len] = 1
             if ids:
-                responses[i, :len(ids)] = torch.tensor(ids, dtype=torch.long)
-                attn[i, p_len:p_len + len(ids)] = 1
+                responses[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+                attn[i, p_len : p_len + len(ids)] = 1
             for k in non_tensor:
                 value = copy.deepcopy(row.extra.get(k))
                 non_tensor[k].append({} if value is None and k == "extra_info" else value)
@@ -236,8 +270,12 @@ class HeRLTrainerSync(PPOTrainerSync):
             arr = np.empty(n, dtype=object)
             arr[:] = v
             nt[k] = arr
-        dp = DataProto(batch=TensorDict({"prompts": prompts, "responses": responses, "attention_mask": attn},
-                                        batch_size=[n]), non_tensor_batch=nt)
+        dp = DataProto(
+            batch=TensorDict(
+                {"prompts": prompts, "responses": responses, "attention_mask": attn}, batch_size=[n]
+            ),
+            non_tensor_batch=nt,
+        )
         scored = self.reward_loop_manager.compute_rm_score(dp)
         totals = scored.batch["rm_scores"].sum(dim=-1).tolist()
         keys = scored.meta_info.get("reward_extra_keys", [])
@@ -251,16 +289,25 @@ class HeRLTrainerSync(PPOTrainerSync):
         """Write he_mask (every row), new token rows, BR-shaped rewards; return the new batch meta."""
         pid = batch.partition_id
         # 1. he_mask for every row (the actor's outer loss reads it from each micro-batch).
-        he_fields = [{HE_MASK_KEY: torch.tensor([int(r.he) * m for m in r.response_mask], dtype=torch.int64)}
-                     for r in rows if not r.appended]
-        tq.kv_batch_put(keys=[r.key for r in rows if not r.appended], partition_id=pid,
-                        fields=list_of_dict_to_tensordict(he_fields))
+        he_fields = [
+            {HE_MASK_KEY: torch.tensor([int(r.he) * m for m in r.response_mask], dtype=torch.int64)}
+            for r in rows
+            if not r.appended
+        ]
+        tq.kv_batch_put(
+            keys=[r.key for r in rows if not r.appended],
+            partition_id=pid,
+            fields=list_of_dict_to_tensordict(he_fields),
+        )
         # 2. rows whose tokens changed (HE rows, duplicates): every per-token field.
         changed = [r for r in rows if r.changed and not r.appended]
         if changed:
-            tq.kv_batch_put(keys=[r.key for r in changed], partition_id=pid,
-                            fields=list_of_dict_to_tensordict([self._token_fields(r) for r in changed]),
-                            tags=[self._tag(r) for r in changed])
+            tq.kv_batch_put(
+                keys=[r.key for r in changed],
+                partition_id=pid,
+                fields=list_of_dict_to_tensordict([self._token_fields(r) for r in changed]),
+                tags=[self._tag(r) for r in changed],
+            )
         # 2b. appended rows are new keys: every field of their group's row, then the new tokens.
         appended = [r for r in rows if r.appended]
         if appended:
@@ -271,13 +318,22 @@ class HeRLTrainerSync(PPOTrainerSync):
                 base = {k: v[j] for k, v in cols.items()}
                 base.update(self._token_fields(r))
                 full.append(base)
-            tq.kv_batch_put(keys=[r.key for r in appended], partition_id=pid,
-                            fields=list_of_dict_to_tensordict(full), tags=[self._tag(r) for r in appended])
+            tq.kv_batch_put(
+                keys=[r.key for r in appended],
+                partition_id=pid,
+                fields=list_of_dict_to_tensordict(full),
+                tags=[self._tag(r) for r in appended],
+            )
         # 3. BR-shaped rows that keep their tokens: only rm_scores.
         shaped = [r for r in rows if r.scores_changed and not r.changed]
         if shaped:
-            tq.kv_batch_put(keys=[r.key for r in shaped], partition_id=pid, fields=list_of_dict_to_tensordict(
-                [{"rm_scores": torch.tensor(r.token_scores, dtype=torch.float32)} for r in shaped]))
+            tq.kv_batch_put(
+                keys=[r.key for r in shaped],
+                partition_id=pid,
+                fields=list_of_dict_to_tensordict(
+                    [{"rm_scores": torch.tensor(r.token_scores, dtype=torch.float32)} for r in shaped]
+                ),
+            )
         new = KVBatchMeta(partition_id=pid, keys=[r.key for r in rows], tags=[self._tag(r) for r in rows])
         new.extra_info.update(copy.deepcopy(batch.extra_info))
         return new
@@ -290,11 +346,15 @@ class HeRLTrainerSync(PPOTrainerSync):
         extra_fields = copy.deepcopy(r.extra.get("extra_fields") or {})
         extra_fields["reward_extra_info"] = to_extra_info(r.result)
         fields: dict[str, Any] = {
-            "prompts": prompts, "responses": responses, "input_ids": input_ids,
+            "prompts": prompts,
+            "responses": responses,
+            "input_ids": input_ids,
             "position_ids": torch.arange(input_ids.numel(), dtype=torch.int64),
-            "response_mask": mask, "loss_mask": mask.clone(),
+            "response_mask": mask,
+            "loss_mask": mask.clone(),
             "rm_scores": torch.tensor(r.token_scores, dtype=torch.float32),
-            HE_MASK_KEY: mask * int(r.he), "extra_fields": extra_fields,
+            HE_MASK_KEY: mask * int(r.he),
+            "extra_fields": extra_fields,
         }
         if r.rollout_log_probs is not None:
             fields["rollout_log_probs"] = torch.tensor(r.rollout_log_probs, dtype=torch.float32)
@@ -303,8 +363,11 @@ class HeRLTrainerSync(PPOTrainerSync):
     @staticmethod
     def _tag(r: Row) -> dict[str, Any]:
         tag = dict(r.extra.get("tag") or {})
-        tag.update(prompt_len=len(r.prompt_ids), response_len=len(r.response_ids),
-                   seq_len=len(r.prompt_ids) + len(r.response_ids))
+        tag.update(
+            prompt_len=len(r.prompt_ids),
+            response_len=len(r.response_ids),
+            seq_len=len(r.prompt_ids) + len(r.response_ids),
+        )
         tag.setdefault("status", "success")
         return tag
 

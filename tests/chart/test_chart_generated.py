@@ -50,7 +50,9 @@ def test_install_yaml_content() -> None:
     assert ns["metadata"]["name"] == chart.NAMESPACE
     assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
     binding = next(d for d in docs if d["kind"] == "ClusterRoleBinding")
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "herl-operator", "namespace": chart.NAMESPACE}]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "herl-operator", "namespace": chart.NAMESPACE}
+    ]
 
 
 def test_producers_only_write_their_own_paths() -> None:

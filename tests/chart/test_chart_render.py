@@ -67,7 +67,10 @@ def test_every_render_passes_kubernetes_validate_strict(renders, tmp_path: Path,
     install = chart.REPO / "manifests" / "install.yaml"
     proc = subprocess.run(
         [str(KUBE_VALIDATE), "--strict", "-k", kube_version, *files, str(install)],
-        capture_output=True, text=True, timeout=300, check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "ERROR" not in proc.stdout
@@ -85,8 +88,12 @@ def test_matrix_objects(renders) -> None:
     for kind in ("ServiceMonitor", "PodMonitor", "PrometheusRule"):
         assert kind not in kinds["defaults"]
         assert kinds["monitors-on"].count(kind) == 1
-    assert kinds["monitors-on"].count("ConfigMap") == len(list((chart.CHART_DIR / "files/dashboards").glob("*.json")))
-    assert not {"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ServiceAccount"} & set(kinds["all-off"])
+    assert kinds["monitors-on"].count("ConfigMap") == len(
+        list((chart.CHART_DIR / "files/dashboards").glob("*.json"))
+    )
+    assert not {"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ServiceAccount"} & set(
+        kinds["all-off"]
+    )
     for docs in renders.values():
         assert one(docs, "CustomResourceDefinition")["metadata"]["name"] == "herljobs.herl.dev"
         one(docs, "Deployment")
@@ -97,7 +104,13 @@ def test_matrix_objects(renders) -> None:
 
 
 def _triples(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
-    return {(g, r, v) for rule in rules for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+    return {
+        (g, r, v)
+        for rule in rules
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
+        for v in rule["verbs"]
+    }
 
 
 def _operator_roles(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -215,10 +228,14 @@ def test_probes_and_ports_agree_with_args(renders) -> None:
 
 def test_custom_ports_and_image_digest() -> None:
     digest = "sha256:" + "a" * 64
-    docs = chart.documents(chart.render({
-        "operator": {"healthPort": 9000, "metricsPort": 9001, "extraArgs": ["--resync-seconds=10"]},
-        "image": {"digest": digest},
-    }))
+    docs = chart.documents(
+        chart.render(
+            {
+                "operator": {"healthPort": 9000, "metricsPort": 9001, "extraArgs": ["--resync-seconds=10"]},
+                "image": {"digest": digest},
+            }
+        )
+    )
     container = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == f"ghcr.io/herl-dev/herl-operator@{digest}"
     assert "--liveness=http://0.0.0.0:9000/healthz" in container["args"]
@@ -242,14 +259,21 @@ def test_monitoring_check_fails_without_prometheus_operator() -> None:
     assert "kind: PodMonitor" in chart.render(values)
 
 
-@pytest.mark.parametrize(("values", "message"), [
-    ({"monitoring": {"serviceMonitor": {"enabled": True, "interval": "10s", "scrapeTimeout": "1m"}}},
-     "monitoring.serviceMonitor.scrapeTimeout"),
-    ({"monitoring": {"podMonitor": {"enabled": True, "interval": "15s", "scrapeTimeout": "15500ms"}}},
-     "monitoring.podMonitor.scrapeTimeout"),
-    ({"operator": {"healthPort": 9000, "metricsPort": 9000}}, "must differ"),
-    ({"serviceAccount": {"create": False}}, "serviceAccount.name is required"),
-])
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (
+            {"monitoring": {"serviceMonitor": {"enabled": True, "interval": "10s", "scrapeTimeout": "1m"}}},
+            "monitoring.serviceMonitor.scrapeTimeout",
+        ),
+        (
+            {"monitoring": {"podMonitor": {"enabled": True, "interval": "15s", "scrapeTimeout": "15500ms"}}},
+            "monitoring.podMonitor.scrapeTimeout",
+        ),
+        ({"operator": {"healthPort": 9000, "metricsPort": 9000}}, "must differ"),
+        ({"serviceAccount": {"create": False}}, "serviceAccount.name is required"),
+    ],
+)
 def test_template_level_checks(values: dict[str, Any], message: str) -> None:
     with pytest.raises(chart.ChartError, match=re.escape(message)):
         chart.render(values, api_versions=(chart.KUBERAY_API, chart.MONITORING_API))
@@ -316,8 +340,11 @@ def test_prometheus_rule_carries_the_generated_alerts_verbatim(renders) -> None:
             names.add(r["alert"])
     assert names == {a.name for a in alerts.ALL_ALERTS}
     # Alert templates reach Prometheus unrendered by Helm.
-    assert any("{{ $labels.herl_job }}" in r["annotations"]["summary"]
-               for g in rule["spec"]["groups"] for r in g["rules"])
+    assert any(
+        "{{ $labels.herl_job }}" in r["annotations"]["summary"]
+        for g in rule["spec"]["groups"]
+        for r in g["rules"]
+    )
 
 
 def test_dashboards_are_sidecar_configmaps(renders) -> None:
@@ -329,22 +356,32 @@ def test_dashboards_are_sidecar_configmaps(renders) -> None:
     for cm in maps:
         assert _labels(cm)["grafana_dashboard"] == "1"
         assert cm["metadata"]["annotations"] == {"grafana_folder": "HeRL"}
-        (key, text), = cm["data"].items()
+        ((key, text),) = cm["data"].items()
         board = json.loads(text)
         assert board["uid"] and board["panels"]
         seen[key] = board
     assert {k: dashboards.render(v) for k, v in seen.items()} == {
         k: dashboards.render(build()) for k, build in dashboards.DASHBOARDS.items()
     }
-    other = chart.documents(chart.render({"monitoring": {"dashboards": {"enabled": True, "namespace": "grafana"}}}))
+    other = chart.documents(
+        chart.render({"monitoring": {"dashboards": {"enabled": True, "namespace": "grafana"}}})
+    )
     assert {cm["metadata"]["namespace"] for cm in by_kind(other, "ConfigMap")} == {"grafana"}
 
 
 def test_monitors_off_by_default_and_switchable_one_by_one() -> None:
-    for key, kind in (("serviceMonitor", "ServiceMonitor"), ("podMonitor", "PodMonitor"),
-                      ("prometheusRule", "PrometheusRule"), ("dashboards", "ConfigMap")):
-        docs = chart.documents(chart.render({"monitoring": {key: MONITORS_ON[key]}},
-                                            api_versions=(chart.KUBERAY_API, chart.MONITORING_API)))
+    for key, kind in (
+        ("serviceMonitor", "ServiceMonitor"),
+        ("podMonitor", "PodMonitor"),
+        ("prometheusRule", "PrometheusRule"),
+        ("dashboards", "ConfigMap"),
+    ):
+        docs = chart.documents(
+            chart.render(
+                {"monitoring": {key: MONITORS_ON[key]}},
+                api_versions=(chart.KUBERAY_API, chart.MONITORING_API),
+            )
+        )
         present = {d["kind"] for d in docs} & {"ServiceMonitor", "PodMonitor", "PrometheusRule", "ConfigMap"}
         assert present == {kind}, key
 
@@ -352,11 +389,19 @@ def test_monitors_off_by_default_and_switchable_one_by_one() -> None:
 # ------------------------------------------------------------------------------------------ operator CLI
 
 
-@pytest.mark.parametrize(("case", "values"), [
-    ("defaults", {}),
-    ("namespaced-debug", {"watchNamespaces": ["team-a", "team-b"],
-                          "operator": {"logLevel": "debug", "logFormat": "plain", "healthPort": 9090}}),
-])
+@pytest.mark.parametrize(
+    ("case", "values"),
+    [
+        ("defaults", {}),
+        (
+            "namespaced-debug",
+            {
+                "watchNamespaces": ["team-a", "team-b"],
+                "operator": {"logLevel": "debug", "logFormat": "plain", "healthPort": 9090},
+            },
+        ),
+    ],
+)
 def test_rendered_args_are_accepted_by_the_operator(monkeypatch, case: str, values: dict[str, Any]) -> None:
     """Run the operator's real `python -m herl_operator` argument handling on the Deployment's args, with
     kopf.run captured instead of started: every flag the chart passes must be understood."""
@@ -387,9 +432,14 @@ def test_rendered_args_are_accepted_by_the_operator(monkeypatch, case: str, valu
         assert seen["configure"]["log_format"] == kopf.LogFormat.JSON
 
 
-@pytest.mark.parametrize(("release", "name"), [
-    ("herl", "herl-operator"), ("herl-operator", "herl-operator"), ("prod", "prod-herl-operator"),
-])
+@pytest.mark.parametrize(
+    ("release", "name"),
+    [
+        ("herl", "herl-operator"),
+        ("herl-operator", "herl-operator"),
+        ("prod", "prod-herl-operator"),
+    ],
+)
 def test_resource_names_follow_the_release(release: str, name: str) -> None:
     docs = chart.documents(chart.render(release=release))
     assert one(docs, "Deployment")["metadata"]["name"] == name
@@ -399,9 +449,23 @@ def test_resource_names_follow_the_release(release: str, name: str) -> None:
 def test_notes_tell_the_next_steps() -> None:
     """NOTES.txt as `helm install --dry-run=client` prints it (no cluster needed)."""
     proc = subprocess.run(
-        [str(chart.helm()), "install", "herl", str(chart.CHART_DIR), "-n", "ml-ops", "--dry-run=client",
-         "--set", "skipKubeRayCheck=true", "--set", "watchNamespaces={team-a,team-b}"],
-        capture_output=True, text=True, timeout=60, check=False,
+        [
+            str(chart.helm()),
+            "install",
+            "herl",
+            str(chart.CHART_DIR),
+            "-n",
+            "ml-ops",
+            "--dry-run=client",
+            "--set",
+            "skipKubeRayCheck=true",
+            "--set",
+            "watchNamespaces={team-a,team-b}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     notes = proc.stdout.split("NOTES:", 1)[1]

@@ -33,12 +33,21 @@ BAD_VALUES: list[tuple[str, dict[str, Any], str]] = [
     ("service-account-create-string", {"serviceAccount": {"create": "true"}}, "/serviceAccount/create"),
     ("run-as-root", {"securityContext": {"runAsUser": 0}}, "/securityContext/runAsUser"),
     ("resource-quantity", {"resources": {"limits": {"memory": "lots"}}}, "/resources/limits/memory"),
-    ("interval-not-a-duration", {"monitoring": {"serviceMonitor": {"interval": "30"}}},
-     "/monitoring/serviceMonitor/interval"),
-    ("dashboard-label-not-a-string", {"monitoring": {"dashboards": {"labels": {"grafana_dashboard": 1}}}},
-     "/monitoring/dashboards/labels/grafana_dashboard"),
-    ("port-name-too-long", {"monitoring": {"podMonitor": {"portName": "herl-trainer-metrics"}}},
-     "/monitoring/podMonitor/portName"),
+    (
+        "interval-not-a-duration",
+        {"monitoring": {"serviceMonitor": {"interval": "30"}}},
+        "/monitoring/serviceMonitor/interval",
+    ),
+    (
+        "dashboard-label-not-a-string",
+        {"monitoring": {"dashboards": {"labels": {"grafana_dashboard": 1}}}},
+        "/monitoring/dashboards/labels/grafana_dashboard",
+    ),
+    (
+        "port-name-too-long",
+        {"monitoring": {"podMonitor": {"portName": "herl-trainer-metrics"}}},
+        "/monitoring/podMonitor/portName",
+    ),
     ("service-type-enum", {"service": {"type": "ExternalName"}}, "/service/type"),
 ]
 

@@ -20,6 +20,7 @@ def _outcome(rewards: list[float], t: int = 3) -> tuple[torch.Tensor, torch.Tens
 
 # ---------------------------------------------------------------- advantage
 
+
 def test_grpo_hand_computed() -> None:
     tr, m = _outcome([1.0, 0.0, 0.0, 1.0])
     m[1, 2] = 0
@@ -56,6 +57,7 @@ def test_grpo_groups_interleaved_and_singletons() -> None:
 
 # ---------------------------------------------------------------- loss
 
+
 def _one(val: float) -> torch.Tensor:
     return torch.tensor([[val]])
 
@@ -80,11 +82,13 @@ def test_loss_dual_clip_and_asymmetric_clip() -> None:
     loss, m = herl_policy_loss(_one(0.0), _one(math.log(5.0)), _one(-1.0), _one(1.0), None, LossConfig())
     assert loss.item() == pytest.approx(3.0)  # min(3, max(5, 1.2))
     assert m["pg_clipfrac_lower"] == pytest.approx(1.0)
-    loss, _ = herl_policy_loss(_one(0.0), _one(math.log(2.0)), _one(1.0), _one(1.0), None,
-                               LossConfig(clip_ratio_high=0.28))
+    loss, _ = herl_policy_loss(
+        _one(0.0), _one(math.log(2.0)), _one(1.0), _one(1.0), None, LossConfig(clip_ratio_high=0.28)
+    )
     assert loss.item() == pytest.approx(-1.28)
-    loss, _ = herl_policy_loss(_one(0.0), _one(math.log(0.5)), _one(-1.0), _one(1.0), None,
-                               LossConfig(clip_ratio_low=0.1))
+    loss, _ = herl_policy_loss(
+        _one(0.0), _one(math.log(0.5)), _one(-1.0), _one(1.0), None, LossConfig(clip_ratio_low=0.1)
+    )
     assert loss.item() == pytest.approx(0.9)
 
 
@@ -151,8 +155,10 @@ def test_micro_batches_with_global_token_count_sum_to_full_batch() -> None:
     cfg = LossConfig()
     full, _ = herl_policy_loss(old, new, adv, rm, he, cfg)
     n = rm.sum()
-    parts = [herl_policy_loss(old[s], new[s], adv[s], rm[s], he[s], cfg, batch_num_tokens=n)[0]
-             for s in (slice(0, 3), slice(3, 6))]
+    parts = [
+        herl_policy_loss(old[s], new[s], adv[s], rm[s], he[s], cfg, batch_num_tokens=n)[0]
+        for s in (slice(0, 3), slice(3, 6))
+    ]
     assert (parts[0] + parts[1]).item() == pytest.approx(full.item(), rel=1e-6)
 
 
@@ -166,6 +172,7 @@ def test_aggregate_modes_and_empty_mask() -> None:
     assert aggregate(lm, torch.zeros_like(mk), "token-mean").item() == 0.0
     with pytest.raises(ValueError):
         aggregate(lm, mk, "bogus")
-    _, m = herl_policy_loss(torch.zeros(1, 2), torch.zeros(1, 2), torch.ones(1, 2), torch.ones(1, 2), None,
-                            LossConfig())
+    _, m = herl_policy_loss(
+        torch.zeros(1, 2), torch.zeros(1, 2), torch.ones(1, 2), torch.ones(1, 2), None, LossConfig()
+    )
     assert m["off_pg_loss"] == 0.0 and m["he_frac"] == 0.0

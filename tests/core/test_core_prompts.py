@@ -20,38 +20,67 @@ from herl.rewards.types import ConstraintVerdict
 def test_constraint_prompt_exact() -> None:
     r = result([True, False, None], descs=["Use  no commas.", "End with 'Bye'.", "Write 3 paragraphs."])
     text = build_constraint_prompt("user\nWrite a poem.\nassistant\n", "  Hello, world.  ", r.constraints)
-    assert text == "\n".join([
-        CONSTRAINT_ROLE, "",
-        "[Instruction]", "user\nWrite a poem.\nassistant", "",
-        "[Candidate]",
-        "Satisfied:", "1. Use no commas.",
-        "Unmet:", "2. End with 'Bye'.", "3. Write 3 paragraphs.",
-        "Draft:", "Hello, world.", "",
-        CONSTRAINT_CLOSING,
-    ])
+    assert text == "\n".join(
+        [
+            CONSTRAINT_ROLE,
+            "",
+            "[Instruction]",
+            "user\nWrite a poem.\nassistant",
+            "",
+            "[Candidate]",
+            "Satisfied:",
+            "1. Use no commas.",
+            "Unmet:",
+            "2. End with 'Bye'.",
+            "3. Write 3 paragraphs.",
+            "Draft:",
+            "Hello, world.",
+            "",
+            CONSTRAINT_CLOSING,
+        ]
+    )
 
 
 def test_constraint_prompt_none_lists_and_fallback_descriptions() -> None:
-    cons = (ConstraintVerdict(id="length_words", description="", followed=False),
-            ConstraintVerdict(id="", description="", followed=False))
+    cons = (
+        ConstraintVerdict(id="length_words", description="", followed=False),
+        ConstraintVerdict(id="", description="", followed=False),
+    )
     text = build_constraint_prompt("Q", "D", cons)
     assert "Satisfied:\nnone\nUnmet:\n1. length_words\n2. Constraint #2\nDraft:" in text
 
 
 def test_rubric_prompt_exact_with_weights() -> None:
-    r = result([True, False, None, True], weights=[5, 3, 1.5, -2], data_source="medical_rar",
-               descs=["Names the drug.", "Gives the dose.", "Mentions risks.", "Pitfall: claims cure."])
+    r = result(
+        [True, False, None, True],
+        weights=[5, 3, 1.5, -2],
+        data_source="medical_rar",
+        descs=["Names the drug.", "Gives the dose.", "Mentions risks.", "Pitfall: claims cure."],
+    )
     text = build_rubric_prompt("What treats X?", "Use Y.", r.constraints)
-    assert text == "\n".join([
-        RUBRIC_ROLE, "",
-        "[Instruction]", "What treats X?", "",
-        "[Rubric Status]",
-        "Satisfied:", "- Names the drug. (weight 5)", "- Pitfall: claims cure. (weight -2)",
-        "Not satisfied:", "- Gives the dose. (weight 3)",
-        "Unclear:", "- Mentions risks. (weight 1.5)", "",
-        "[Candidate]", "Draft:", "Use Y.", "",
-        RUBRIC_CLOSING,
-    ])
+    assert text == "\n".join(
+        [
+            RUBRIC_ROLE,
+            "",
+            "[Instruction]",
+            "What treats X?",
+            "",
+            "[Rubric Status]",
+            "Satisfied:",
+            "- Names the drug. (weight 5)",
+            "- Pitfall: claims cure. (weight -2)",
+            "Not satisfied:",
+            "- Gives the dose. (weight 3)",
+            "Unclear:",
+            "- Mentions risks. (weight 1.5)",
+            "",
+            "[Candidate]",
+            "Draft:",
+            "Use Y.",
+            "",
+            RUBRIC_CLOSING,
+        ]
+    )
 
 
 def test_rubric_prompt_empty_lists_say_none() -> None:

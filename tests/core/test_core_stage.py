@@ -44,7 +44,9 @@ class FakeEngine:
 
     def score(self, items: list[tuple[Any, str]]) -> list[RewardResult]:
         self.scored.extend(items)
-        return [scored(float(text.split("=")[1]), met=int(float(text.split("=")[1]) * 4)) for _, text in items]
+        return [
+            scored(float(text.split("=")[1]), met=int(float(text.split("=")[1]) * 4)) for _, text in items
+        ]
 
 
 def _rng(seed: int = 7) -> np.random.Generator:
@@ -52,6 +54,7 @@ def _rng(seed: int = 7) -> np.random.Generator:
 
 
 # ---------------------------------------------------------------- diagnose
+
 
 def test_candidates_tied_best_ordered_by_met_then_index() -> None:
     g = group("g", [scored(0.5, 2), scored(0.75, 2), scored(0.75, 3), scored(0.25, 1), scored(0.75, 2)])
@@ -76,13 +79,16 @@ def test_jobs_carry_prompt_and_template() -> None:
     g = group("g", [scored(0.5, 2), scored(0.5, 1)], prompt="Say hi.")
     jobs = collect_revision_jobs([g], HindsightConfig())
     assert [(j.group, j.candidate, j.template, j.best_score) for j in jobs] == [
-        (0, 0, "constraint", 0.5), (0, 1, "constraint", 0.5)]
+        (0, 0, "constraint", 0.5),
+        (0, 1, "constraint", 0.5),
+    ]
     assert "Say hi." in jobs[0].prompt and "g-draft-0" in jobs[0].prompt
     with pytest.raises(ValueError, match="chat_wrap"):
         collect_revision_jobs([g], HindsightConfig(chat_template=True))
 
 
 # ---------------------------------------------------------------- hand-computed stage
+
 
 def _batch() -> list[RolloutGroup]:
     g0 = group("g0", [scored(0.5, 2), scored(0.75, 2), scored(0.75, 3), scored(0.25, 1)])
@@ -130,7 +136,12 @@ def test_stage_hand_computed_replace() -> None:
     assert o2.he_index is None
 
     m = res.metrics
-    assert (m["groups"], m["groups_attempted"], m["prompts_attempted"], m["revisions_generated"]) == (3, 2, 4, 4)
+    assert (m["groups"], m["groups_attempted"], m["prompts_attempted"], m["revisions_generated"]) == (
+        3,
+        2,
+        4,
+        4,
+    )
     assert m["success_rate"] == pytest.approx(0.25)
     assert m["over_prev_best"] == pytest.approx(0.5)
     assert (m["kept"], m["fallbacks"], m["skipped"], m["tie_kept"]) == (1, 1, 0, 0)
@@ -143,7 +154,11 @@ def test_tie_is_kept_and_skip_fallback() -> None:
     g = group("g", [scored(0.5, 2), scored(0.25, 1)])
     eng = FakeEngine({"g-draft-0": [0.5]})
     res = run_hindsight_stage([g], eng.generate, eng.score, HindsightConfig(), _rng())
-    assert res.outcomes[0].kind == "revision" and res.metrics["tie_kept"] == 1 and res.metrics["over_prev_best"] == 0
+    assert (
+        res.outcomes[0].kind == "revision"
+        and res.metrics["tie_kept"] == 1
+        and res.metrics["over_prev_best"] == 0
+    )
 
     eng = FakeEngine({"g-draft-0": [0.25]})
     res = run_hindsight_stage([g], eng.generate, eng.score, HindsightConfig(fallback="skip"), _rng())
@@ -164,7 +179,9 @@ def test_append_grows_group_and_needs_no_rng() -> None:
 
 def test_naive_he_trains_under_instruction() -> None:
     eng = FakeEngine(_plan())
-    res = run_hindsight_stage(_batch(), eng.generate, eng.score, HindsightConfig(train_under="instruction"), _rng())
+    res = run_hindsight_stage(
+        _batch(), eng.generate, eng.score, HindsightConfig(train_under="instruction"), _rng()
+    )
     row = res.outcomes[0].row
     assert row is not None and row.is_he and row.prompt == "Write a poem." and row.prompt_is_original
 
@@ -176,7 +193,9 @@ def test_bonus_disabled_and_best_of_k_revisions() -> None:
 
     g = group("g", [scored(0.5, 2), scored(0.25, 1)])
     eng = FakeEngine({"g-draft-0": [0.25, 0.75, 0.0]})
-    res = run_hindsight_stage([g], eng.generate, eng.score, HindsightConfig(revisions_per_candidate=3), _rng())
+    res = run_hindsight_stage(
+        [g], eng.generate, eng.score, HindsightConfig(revisions_per_candidate=3), _rng()
+    )
     assert len(eng.calls[0][0]) == 3 and len(set(eng.calls[0][0])) == 1
     oc = res.outcomes[0]
     assert oc.bonus == (pytest.approx((0, 0.05 * (0.75 - 0.5))),)
@@ -222,7 +241,9 @@ def test_contract_errors() -> None:
 def test_chat_wrap_reaches_generation_and_he_row() -> None:
     eng = FakeEngine(_plan())
     cfg = HindsightConfig(chat_template=True)
-    res = run_hindsight_stage(_batch(), eng.generate, eng.score, cfg, _rng(), chat_wrap=lambda s: f"<u>{s}</u>")
+    res = run_hindsight_stage(
+        _batch(), eng.generate, eng.score, cfg, _rng(), chat_wrap=lambda s: f"<u>{s}</u>"
+    )
     assert all(p.startswith("<u>") and p.endswith("</u>") for p in eng.calls[0][0])
     row = res.outcomes[0].row
     assert row is not None and row.prompt.startswith("<u>")
@@ -237,6 +258,7 @@ def test_released_sampling_passes_none() -> None:
 
 
 # ---------------------------------------------------------------- slots
+
 
 def _many_groups(n: int) -> list[RolloutGroup]:
     return [group(f"u{i}", [scored(0.5, 2)] + [scored(0.25, 1)] * 7) for i in range(n)]
@@ -327,7 +349,6 @@ def test_stage_invariants(case: tuple[list[RolloutGroup], list[float], Hindsight
         for ci, d in oc.bonus:
             best_rev = max(r.r for r in oc.revisions if r.job.candidate == ci)
             assert d == pytest.approx(cfg.bonus_alpha * (best_rev - g.rollouts[ci].r))
-
 
 
 def test_empty_revisions_are_dropped_before_scoring_as_released() -> None:

@@ -76,9 +76,13 @@ def test_he_response_tokens() -> None:
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.lists(st.sampled_from([0.0, 0.25, 0.5, 0.75, 1.0]), min_size=1, max_size=6), min_size=1,
-                max_size=5),
-       st.sampled_from(["replace", "append"]), st.integers(0, 2**31))
+@given(
+    st.lists(
+        st.lists(st.sampled_from([0.0, 0.25, 0.5, 0.75, 1.0]), min_size=1, max_size=6), min_size=1, max_size=5
+    ),
+    st.sampled_from(["replace", "append"]),
+    st.integers(0, 2**31),
+)
 def test_he_mask_only_on_he_rows_response_tokens(
     score_lists: list[list[float]], incorporation: str, seed: int
 ) -> None:
@@ -93,8 +97,13 @@ def test_he_mask_only_on_he_rows_response_tokens(
     def score(items: list) -> list:
         return [scored(float(text.split("=")[1])) for _, text in items]
 
-    res = run_hindsight_stage(groups, gen, score, HindsightConfig(incorporation=incorporation),  # type: ignore[arg-type]
-                              np.random.default_rng(seed))
+    res = run_hindsight_stage(
+        groups,
+        gen,
+        score,
+        HindsightConfig(incorporation=incorporation),  # type: ignore[arg-type]
+        np.random.default_rng(seed),
+    )
     rows: list[list[int]] = []  # batch row of each group member (new layout)
     masks: list[torch.Tensor] = []
     he_rows: list[int] = []

@@ -13,9 +13,16 @@ from herl.core import LossConfig, aggregate, grpo_advantages, herl_policy_loss  
 
 
 def _actor_config(cfg: LossConfig) -> object:
-    return ActorConfig(strategy="fsdp", rollout_n=8, ppo_micro_batch_size_per_gpu=4, clip_ratio=cfg.clip_ratio,
-                       clip_ratio_low=cfg.low, clip_ratio_high=cfg.high, clip_ratio_c=cfg.dual_clip_c,
-                       loss_agg_mode=cfg.loss_agg_mode)
+    return ActorConfig(
+        strategy="fsdp",
+        rollout_n=8,
+        ppo_micro_batch_size_per_gpu=4,
+        clip_ratio=cfg.clip_ratio,
+        clip_ratio_low=cfg.low,
+        clip_ratio_high=cfg.high,
+        clip_ratio_c=cfg.dual_clip_c,
+        loss_agg_mode=cfg.loss_agg_mode,
+    )
 
 
 def _tensors(seed: int, b: int = 16, t: int = 12) -> tuple[torch.Tensor, ...]:
@@ -39,7 +46,9 @@ def test_on_policy_part_matches_verl_vanilla(cfg: LossConfig, seed: int) -> None
 
     # no HE rows: the whole loss is veRL's vanilla loss
     ours, m = herl_policy_loss(old, new, adv, rm, None, cfg)
-    theirs, vm = verl_algos.compute_policy_loss_vanilla(old, new, adv, rm, loss_agg_mode="token-mean", config=vcfg)
+    theirs, vm = verl_algos.compute_policy_loss_vanilla(
+        old, new, adv, rm, loss_agg_mode="token-mean", config=vcfg
+    )
     assert ours.item() == pytest.approx(theirs.item(), rel=1e-6, abs=1e-7)
     for k in ("pg_clipfrac", "ppo_kl", "pg_clipfrac_lower"):
         assert m[k] == pytest.approx(vm[f"actor/{k}"], rel=1e-6, abs=1e-7)
@@ -49,8 +58,9 @@ def test_on_policy_part_matches_verl_vanilla(cfg: LossConfig, seed: int) -> None
     he[[1, 5, 9]] = 1
     on_mask = rm * (1 - he)
     ours, m = herl_policy_loss(old, new, adv, rm, he, cfg)
-    v_on, vm_on = verl_algos.compute_policy_loss_vanilla(old, new, adv, on_mask, loss_agg_mode="token-mean",
-                                                         config=vcfg)
+    v_on, vm_on = verl_algos.compute_policy_loss_vanilla(
+        old, new, adv, on_mask, loss_agg_mode="token-mean", config=vcfg
+    )
     assert m["on_pg_loss"] == pytest.approx(v_on.item(), rel=1e-6, abs=1e-7)
     for k in ("pg_clipfrac", "ppo_kl", "pg_clipfrac_lower"):
         assert m[k] == pytest.approx(vm_on[f"actor/{k}"], rel=1e-6, abs=1e-7)

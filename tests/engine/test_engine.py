@@ -27,13 +27,25 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def make_doc(model: Path, **over: Any) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "model": {"path": str(model), "dtype": "float32"},
-        "data": {"format": "synthetic-if", "synthetic": {"numPrompts": 8, "constraintsPerPrompt": 2, "seed": 0},
-                 "maxPromptLength": 512, "maxInstructionLength": 200, "maxResponseLength": 12,
-                 "hindsightPromptMargin": 64},
+        "data": {
+            "format": "synthetic-if",
+            "synthetic": {"numPrompts": 8, "constraintsPerPrompt": 2, "seed": 0},
+            "maxPromptLength": 512,
+            "maxInstructionLength": 200,
+            "maxResponseLength": 12,
+            "hindsightPromptMargin": 64,
+        },
         "reward": {"instructionFollowing": {"workers": 1}},
-        "algorithm": {"groupSize": 4, "trainBatchSize": 2, "miniBatchSize": 1, "microBatchSizePerGpu": 4,
-                      "learningRate": 1e-3, "totalSteps": 2, "seed": 3,
-                      "hindsight": {"enabled": True, "revision": {"maxTokens": 12}}},
+        "algorithm": {
+            "groupSize": 4,
+            "trainBatchSize": 2,
+            "miniBatchSize": 1,
+            "microBatchSizePerGpu": 4,
+            "learningRate": 1e-3,
+            "totalSteps": 2,
+            "seed": 3,
+            "hindsight": {"enabled": True, "revision": {"maxTokens": 12}},
+        },
         "checkpoints": {"saveEverySteps": 1, "keepLast": 2},
         "metrics": {"enabled": False},
     }
@@ -61,8 +73,15 @@ class VariedReward(LocalTrainer):
         out = []
         for res, (_, text) in zip(real, items, strict=True):
             s = 0.5 * res.score + 0.5 * (len(text) % 5) / 4
-            out.append(RewardResult(score=s, dense=s, all_met=res.all_met, constraints=res.constraints,
-                                    data_source=res.data_source))
+            out.append(
+                RewardResult(
+                    score=s,
+                    dense=s,
+                    all_met=res.all_met,
+                    constraints=res.constraints,
+                    data_source=res.data_source,
+                )
+            )
         return out
 
 
@@ -101,13 +120,26 @@ def test_failing_group_gets_he_rows(tiny_dir: Path, tmp_path: Path) -> None:
     import pyarrow.parquet as pq
 
     gt = {"instruction_id_list": ["detectable_format:json_format", "startend:quotation"], "kwargs": [{}, {}]}
-    rows = [{"prompt": [{"role": "user", "content": f"Write about rain {i}."}], "data_source": "ifeval",
-             "reward_model": {"style": "rule", "ground_truth": json.dumps(gt)}, "extra_info": {"index": i}}
-            for i in range(4)]
+    rows = [
+        {
+            "prompt": [{"role": "user", "content": f"Write about rain {i}."}],
+            "data_source": "ifeval",
+            "reward_model": {"style": "rule", "ground_truth": json.dumps(gt)},
+            "extra_info": {"index": i},
+        }
+        for i in range(4)
+    ]
     path = tmp_path / "train.parquet"
     pq.write_table(pa.Table.from_pylist(rows), path)
-    job = make_job(tiny_dir, **{"data.format": "verl-parquet", "data.train": str(path), "data.synthetic": None,
-                                "algorithm.hindsight.revision.maxTokens": 8})
+    job = make_job(
+        tiny_dir,
+        **{
+            "data.format": "verl-parquet",
+            "data.train": str(path),
+            "data.synthetic": None,
+            "algorithm.hindsight.revision.maxTokens": 8,
+        },
+    )
     tr = LocalTrainer(job, tmp_path / "out", progress=False, threads=1, echo=lambda s: None)
     tr.prepare()
     seen: dict[str, Any] = {}
@@ -138,7 +170,9 @@ def test_resume_matches_uninterrupted_and_seed_is_deterministic(tiny_dir: Path, 
     sb1 = b1.run()
     # same seed -> same first-step rollouts and rewards
     assert sb1.history[0]["critic/score/mean"] == sa.history[0]["critic/score/mean"]
-    b2 = VariedReward(job, tmp_path / "b", steps=2, resume=True, progress=False, threads=1, echo=lambda s: None)
+    b2 = VariedReward(
+        job, tmp_path / "b", steps=2, resume=True, progress=False, threads=1, echo=lambda s: None
+    )
     sb2 = b2.run()
     assert sb2.resumed_from is not None and sb2.resumed_from.name == "step_000001"
     assert sb2.start_step == 1 and sb2.last_step == 2
@@ -147,8 +181,10 @@ def test_resume_matches_uninterrupted_and_seed_is_deterministic(tiny_dir: Path, 
     pa_, pb = params(a.model), params(b2.model)
     for k in pa_:
         torch.testing.assert_close(pa_[k], pb[k], rtol=0, atol=1e-6)
-    assert [json.loads(x)["training/global_step"]
-            for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+    assert [
+        json.loads(x)["training/global_step"]
+        for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
+    ] == [1, 2]
     # a different seed samples something else
     c = LocalTrainer(make_job(tiny_dir, **{"algorithm.seed": 4}), tmp_path / "c", progress=False, threads=1)
     c.prepare()
@@ -180,8 +216,19 @@ def test_cli_train_writes_outputs(tiny_dir: Path, tmp_path: Path, capsys: pytest
 
     f = tmp_path / "job.yaml"
     f.write_text(yaml.safe_dump(make_doc(tiny_dir, **{"metrics": {"enabled": True, "port": 9400}})))
-    rc = main(["train", str(f), "--steps", "1", "--out", str(tmp_path / "run"), "--metrics-port", "0",
-               "--no-progress"])
+    rc = main(
+        [
+            "train",
+            str(f),
+            "--steps",
+            "1",
+            "--out",
+            str(tmp_path / "run"),
+            "--metrics-port",
+            "0",
+            "--no-progress",
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "reward curve:" in out and "prometheus:   http://127.0.0.1:" in out
@@ -200,13 +247,17 @@ def test_chunked_log_probs_match_full_logits(tiny_dir: Path) -> None:
     prompts = [[5, 6, 7, 8, 9], [10, 11]]
     responses = [[20, 21, 22], [30, 31, 32, 33, 2]]
     with torch.no_grad():
-        lp, _, mask = policy.response_log_probs(model, prompts, responses, pad_id=0, chunk_tokens=3, temperature=0.7)
+        lp, _, mask = policy.response_log_probs(
+            model, prompts, responses, pad_id=0, chunk_tokens=3, temperature=0.7
+        )
     for i, (p, r) in enumerate(zip(prompts, responses, strict=True)):
         ids = torch.tensor([p + r])
         with torch.no_grad():
             logits = model(ids).logits[0].float() / 0.7
-        ref = torch.log_softmax(logits, -1)[len(p) - 1:len(p) + len(r) - 1].gather(-1, torch.tensor(r)[:, None])[:, 0]
-        torch.testing.assert_close(lp[i, :len(r)], ref, atol=1e-4, rtol=1e-4)
+        ref = torch.log_softmax(logits, -1)[len(p) - 1 : len(p) + len(r) - 1].gather(
+            -1, torch.tensor(r)[:, None]
+        )[:, 0]
+        torch.testing.assert_close(lp[i, : len(r)], ref, atol=1e-4, rtol=1e-4)
         assert int(mask[i].sum()) == len(r)
     # with grad: checkpointed chunks back-propagate
     model.train()
@@ -249,7 +300,9 @@ def test_wrong_data_schema(tiny_dir: Path, tmp_path: Path) -> None:
 
     path = tmp_path / "bad.parquet"
     pq.write_table(pa.Table.from_pylist([{"question": "hi", "answer": "x"}]), path)
-    job = make_job(tiny_dir, **{"data.format": "verl-parquet", "data.train": str(path), "data.synthetic": None})
+    job = make_job(
+        tiny_dir, **{"data.format": "verl-parquet", "data.train": str(path), "data.synthetic": None}
+    )
     _assert_refused(job, tmp_path, "missing column", "prompt")
 
 
@@ -258,9 +311,21 @@ def test_data_source_not_instruction_following(tiny_dir: Path, tmp_path: Path) -
     import pyarrow.parquet as pq
 
     path = tmp_path / "gsm.parquet"
-    pq.write_table(pa.Table.from_pylist([{"prompt": [{"role": "user", "content": "2+2?"}], "data_source": "gsm8k",
-                                          "reward_model": {"style": "rule", "ground_truth": "4"}}]), path)
-    job = make_job(tiny_dir, **{"data.format": "verl-parquet", "data.train": str(path), "data.synthetic": None})
+    pq.write_table(
+        pa.Table.from_pylist(
+            [
+                {
+                    "prompt": [{"role": "user", "content": "2+2?"}],
+                    "data_source": "gsm8k",
+                    "reward_model": {"style": "rule", "ground_truth": "4"},
+                }
+            ]
+        ),
+        path,
+    )
+    job = make_job(
+        tiny_dir, **{"data.format": "verl-parquet", "data.train": str(path), "data.synthetic": None}
+    )
     _assert_refused(job, tmp_path, "row 0", "gsm8k", "instruction-following")
 
 
@@ -270,17 +335,32 @@ def test_prompt_longer_than_limit(tiny_dir: Path, tmp_path: Path) -> None:
 
 
 def test_oom_guard_refuses_absurd_batch(tiny_dir: Path, tmp_path: Path) -> None:
-    doc = make_doc(tiny_dir, **{"algorithm.trainBatchSize": 65536, "algorithm.groupSize": 256,
-                                "algorithm.miniBatchSize": 65536, "algorithm.microBatchSizePerGpu": 4096,
-                                "data.maxResponseLength": 131072, "data.maxPromptLength": 131072 + 512,
-                                "data.maxInstructionLength": 200})
+    doc = make_doc(
+        tiny_dir,
+        **{
+            "algorithm.trainBatchSize": 65536,
+            "algorithm.groupSize": 256,
+            "algorithm.miniBatchSize": 65536,
+            "algorithm.microBatchSizePerGpu": 4096,
+            "data.maxResponseLength": 131072,
+            "data.maxPromptLength": 131072 + 512,
+            "data.maxInstructionLength": 200,
+        },
+    )
     doc["spec"]["data"]["hindsightPromptMargin"] = 0
     doc["spec"]["data"]["allowHindsightTruncation"] = True
     job, findings = validate_document(doc)
     if job is None:  # the schema caps a value: still an absurd-but-valid size below
-        doc = make_doc(tiny_dir, **{"algorithm.trainBatchSize": 4096, "algorithm.groupSize": 256,
-                                    "algorithm.microBatchSizePerGpu": 4096, "data.maxResponseLength": 65536,
-                                    "data.maxPromptLength": 65536 + 300})
+        doc = make_doc(
+            tiny_dir,
+            **{
+                "algorithm.trainBatchSize": 4096,
+                "algorithm.groupSize": 256,
+                "algorithm.microBatchSizePerGpu": 4096,
+                "data.maxResponseLength": 65536,
+                "data.maxPromptLength": 65536 + 300,
+            },
+        )
         job, findings = validate_document(doc)
     assert job is not None, findings
     _assert_refused(job, tmp_path, "out-of-memory guard", "GiB")
@@ -289,8 +369,15 @@ def test_oom_guard_refuses_absurd_batch(tiny_dir: Path, tmp_path: Path) -> None:
 def test_memory_estimate_is_modest_for_the_demo() -> None:
     from transformers import Qwen2Config
 
-    cfg = Qwen2Config(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
-                      num_attention_heads=9, num_key_value_heads=3, tie_word_embeddings=True)
+    cfg = Qwen2Config(
+        vocab_size=49152,
+        hidden_size=576,
+        intermediate_size=1536,
+        num_hidden_layers=30,
+        num_attention_heads=9,
+        num_key_value_heads=3,
+        tie_word_embeddings=True,
+    )
     kw: dict[str, Any] = dict(gen_rows=8, micro_rows=8, prompt_len=640, response_len=96, use_reference=False)
     est = policy.estimate_memory(cfg, 135_000_000, grad_checkpointing=True, **kw)
     assert 2 < est.total / policy.GIB < 5
@@ -308,12 +395,16 @@ def _result(score: float, n: int = 2) -> RewardResult:
     from herl.rewards.types import ConstraintVerdict
 
     met = round(score * n)
-    cons = tuple(ConstraintVerdict(id=f"c{i}", description=f"constraint {i}", followed=i < met) for i in range(n))
+    cons = tuple(
+        ConstraintVerdict(id=f"c{i}", description=f"constraint {i}", followed=i < met) for i in range(n)
+    )
     return RewardResult(score=score, dense=score, all_met=met == n, constraints=cons, data_source="ifeval")
 
 
-@pytest.mark.parametrize(("incorporation", "rev_score", "kind"),
-                         [("replace", 1.0, "he"), ("append", 1.0, "he"), ("replace", 0.0, "duplicate")])
+@pytest.mark.parametrize(
+    ("incorporation", "rev_score", "kind"),
+    [("replace", 1.0, "he"), ("append", 1.0, "he"), ("replace", 0.0, "duplicate")],
+)
 def test_apply_outcomes_matches_core_rewards(incorporation: str, rev_score: float, kind: str) -> None:
     from herl.core import Rollout, RolloutGroup, run_hindsight_stage, slot_rng
     from herl.core.config import HindsightConfig
@@ -322,11 +413,22 @@ def test_apply_outcomes_matches_core_rewards(incorporation: str, rev_score: floa
 
     tok = tiny_tokenizer()
     scores = [0.5, 0.0, 0.5, 0.0]
-    rows = [[TrainRow(uid="g0", prompt_ids=[7, 8, 9], response_ids=[10 + j] * (3 + j), result=_result(s),
-                      reward=s) for j, s in enumerate(scores)]]
-    groups = [RolloutGroup(uid="g0", prompt="Write about rain.",
-                           rollouts=tuple(Rollout(response=f"draft {j}", reward=r.result) for j, r in enumerate(rows[0])),
-                           record=None)]
+    rows = [
+        [
+            TrainRow(
+                uid="g0", prompt_ids=[7, 8, 9], response_ids=[10 + j] * (3 + j), result=_result(s), reward=s
+            )
+            for j, s in enumerate(scores)
+        ]
+    ]
+    groups = [
+        RolloutGroup(
+            uid="g0",
+            prompt="Write about rain.",
+            rollouts=tuple(Rollout(response=f"draft {j}", reward=r.result) for j, r in enumerate(rows[0])),
+            record=None,
+        )
+    ]
     cfg = HindsightConfig(incorporation=incorporation)  # type: ignore[arg-type]
     gen_ids: list[list[int]] = []
 
@@ -334,11 +436,20 @@ def test_apply_outcomes_matches_core_rewards(incorporation: str, rev_score: floa
         gen_ids.extend([[20, 21, 22]] * len(prompts))
         return ["revised"] * len(prompts)
 
-    res = run_hindsight_stage(groups, generate_fn, lambda items: [_result(rev_score)] * len(items), cfg,
-                              slot_rng(0, 1))
-    new = apply_outcomes(res, rows, gen_ids, 1, encode_raw=lambda s: tok(s, add_special_tokens=False)["input_ids"],
-                         eos_id=tok.eos_token_id, pad_id=tok.pad_token_id, max_prompt_length=400,
-                         max_response_length=8)
+    res = run_hindsight_stage(
+        groups, generate_fn, lambda items: [_result(rev_score)] * len(items), cfg, slot_rng(0, 1)
+    )
+    new = apply_outcomes(
+        res,
+        rows,
+        gen_ids,
+        1,
+        encode_raw=lambda s: tok(s, add_special_tokens=False)["input_ids"],
+        eos_id=tok.eos_token_id,
+        pad_id=tok.pad_token_id,
+        max_prompt_length=400,
+        max_response_length=8,
+    )
     oc = res.outcomes[0]
     assert len(new[0]) == (5 if incorporation == "append" else 4)
     # the engine's per-row rewards (BR spread over tokens, then the slot written) equal the core's scalars

@@ -16,6 +16,7 @@ from herl.evaluation.runner import EvalSettings, format_summary, if_scorer, run_
 HERE = Path(__file__).resolve().parent
 MINI = HERE / "ifeval_mini.jsonl"
 
+
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The project's tiny random Qwen2 + byte-level BPE with a ChatML template (herl.engine.tiny)."""
@@ -214,5 +215,8 @@ def test_verl_parquet_prompts(tmp_path: Path) -> None:
     convert("hir16k", MINI, pq_path)
     recs = load_benchmark("ifeval", pq_path, limit=3)
     assert [r.key for r in recs] == ["0", "1", "2"]
-    assert recs[2].ground_truth["instruction_id_list"] == ["change_case:english_lowercase", "punctuation:no_comma"]
+    assert recs[2].ground_truth["instruction_id_list"] == [
+        "change_case:english_lowercase",
+        "punctuation:no_comma",
+    ]
     assert recs[0].prompt.startswith("Describe a quiet harbour")

@@ -68,8 +68,13 @@ def installed_extras(path: Path) -> set[str]:
 
 @pytest.mark.parametrize("name", sorted(IMAGES))
 def test_hadolint_clean(name: str) -> None:
-    proc = subprocess.run([str(HADOLINT), "--format", "json", str(IMAGES[name])],
-                          capture_output=True, text=True, timeout=60, check=False)
+    proc = subprocess.run(
+        [str(HADOLINT), "--format", "json", str(IMAGES[name])],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert json.loads(proc.stdout or "[]") == []
 

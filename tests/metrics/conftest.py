@@ -25,7 +25,6 @@ JOB = "demo"
 CLOCK_SKEW_S = 3600.0
 
 
-
 @dataclass
 class Live:
     prom: PrometheusServer
@@ -63,4 +62,3 @@ def live(prometheus_factory: Callable[..., PrometheusServer]) -> Iterator[Live]:
         pub.close()
         osrv.shutdown()
         osrv.server_close()
-

@@ -36,7 +36,9 @@ def test_alert_names_and_labels() -> None:
 
 @needs_promtool
 def test_promtool_check_rules() -> None:
-    r = subprocess.run(["promtool", "check", "rules", str(RULES)], capture_output=True, timeout=30, check=False)
+    r = subprocess.run(
+        ["promtool", "check", "rules", str(RULES)], capture_output=True, timeout=30, check=False
+    )
     assert r.returncode == 0, r.stdout.decode() + r.stderr.decode()
     assert f"{len(alerts.ALL_ALERTS)} rules found" in r.stdout.decode()
 
@@ -55,8 +57,13 @@ def test_every_alert_has_a_firing_and_a_silent_unit_case() -> None:
 
 @needs_promtool
 def test_promtool_unit_tests_pass() -> None:
-    r = subprocess.run(["promtool", "test", "rules", UNIT.name], cwd=UNIT.parent, capture_output=True,
-                       timeout=60, check=False)
+    r = subprocess.run(
+        ["promtool", "test", "rules", UNIT.name],
+        cwd=UNIT.parent,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
     assert r.returncode == 0, r.stdout.decode() + r.stderr.decode()
     assert "SUCCESS" in r.stdout.decode()
 
@@ -73,7 +80,12 @@ def test_promtool_unit_tests_catch_a_wrong_threshold(tmp_path: Path) -> None:
     (tmp_path / "manifests" / "alerts" / "herl-rules.rules.yaml").write_text(yaml.safe_dump(groups))
     (tmp_path / "tests" / "metrics").mkdir(parents=True)
     (tmp_path / "tests" / "metrics" / UNIT.name).write_text(UNIT.read_text(encoding="utf-8"))
-    r = subprocess.run(["promtool", "test", "rules", UNIT.name], cwd=tmp_path / "tests" / "metrics",
-                       capture_output=True, timeout=60, check=False)
+    r = subprocess.run(
+        ["promtool", "test", "rules", UNIT.name],
+        cwd=tmp_path / "tests" / "metrics",
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
     assert r.returncode != 0
     assert "HeRLJudgeErrorRateHigh" in (r.stdout + r.stderr).decode()

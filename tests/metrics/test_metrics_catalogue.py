@@ -15,8 +15,13 @@ NAME_RE = re.compile(r"^herl_[a-z][a-z0-9_]*$")
 #: Agreed with the operator helper before this test existed: a "counter-like gauge" named _total.
 GAUGE_TOTAL_OK = {cat.OPERATOR_GPU_HOURS_TOTAL}
 #: Trainer metrics set by the publisher itself rather than by a key rule.
-DERIVED = {"herl_reward_score_mean_best", "herl_reward_best_step", "herl_training_step",
-           "herl_training_steps_total", "herl_training_last_step_timestamp_seconds"}
+DERIVED = {
+    "herl_reward_score_mean_best",
+    "herl_reward_best_step",
+    "herl_training_step",
+    "herl_training_steps_total",
+    "herl_training_last_step_timestamp_seconds",
+}
 
 
 def test_names_types_and_labels_follow_conventions() -> None:
@@ -43,10 +48,14 @@ def test_trainer_and_operator_sets() -> None:
         assert m.labels[:2] == cat.JOB_LABELS, m.name
         assert m.engines == {cat.Engine.LOCAL, cat.Engine.VERL}
         assert m.name.startswith("herl_") and not m.name.startswith("herl_operator_")
-    agreed = {"herl_operator_jobs": ("phase",), "herl_operator_reconcile_total": ("result",),
-              "herl_operator_reconcile_duration_seconds": (), "herl_operator_retries_total": (),
-              "herl_operator_gpu_hours_total": ("namespace", "herl_job"),
-              "herl_operator_job_last_reward": ("namespace", "herl_job")}
+    agreed = {
+        "herl_operator_jobs": ("phase",),
+        "herl_operator_reconcile_total": ("result",),
+        "herl_operator_reconcile_duration_seconds": (),
+        "herl_operator_retries_total": (),
+        "herl_operator_gpu_hours_total": ("namespace", "herl_job"),
+        "herl_operator_job_last_reward": ("namespace", "herl_job"),
+    }
     got = {m.name: m.labels for m in cat.metrics_for(cat.Engine.OPERATOR)}
     for name, labels in agreed.items():
         assert got[name] == labels
@@ -77,25 +86,39 @@ def test_key_rules_are_consistent_with_the_catalogue() -> None:
     assert reachable == {m.name for m in cat.TRAINER_METRICS}
 
 
-@pytest.mark.parametrize(("key", "metric", "labels"), [
-    ("critic/score/mean", "herl_reward_score_mean", {}),
-    ("herl/success_rate", "herl_hindsight_revision_success_ratio", {}),
-    ("actor/he_frac", "herl_hindsight_token_ratio", {}),
-    ("timing_s/update_actor", "herl_stage_duration_seconds", {"stage": "update_actor"}),
-    ("judge/errors/timeout", "herl_judge_errors_total", {"reason": "timeout"}),
-    ("herl/reward/ifeval/all_met_rate", "herl_reward_source_all_met_ratio", {"data_source": "ifeval"}),
-    ("val-core/medical_rubric/reward/mean@4", "herl_validation_score_mean", {"data_source": "medical_rubric"}),
-])
+@pytest.mark.parametrize(
+    ("key", "metric", "labels"),
+    [
+        ("critic/score/mean", "herl_reward_score_mean", {}),
+        ("herl/success_rate", "herl_hindsight_revision_success_ratio", {}),
+        ("actor/he_frac", "herl_hindsight_token_ratio", {}),
+        ("timing_s/update_actor", "herl_stage_duration_seconds", {"stage": "update_actor"}),
+        ("judge/errors/timeout", "herl_judge_errors_total", {"reason": "timeout"}),
+        ("herl/reward/ifeval/all_met_rate", "herl_reward_source_all_met_ratio", {"data_source": "ifeval"}),
+        (
+            "val-core/medical_rubric/reward/mean@4",
+            "herl_validation_score_mean",
+            {"data_source": "medical_rubric"},
+        ),
+    ],
+)
 def test_key_matching(key: str, metric: str, labels: dict[str, str]) -> None:
     found = keys.match(key)
     assert found is not None
     assert found[0].metric == metric and found[1] == labels
 
 
-@pytest.mark.parametrize("key", [
-    "critic/score/mean/extra", "timing_s/Gen", "judge/errors/" + "x" * 40, "timing_s/", "val-core/a/acc/mean@4",
-    "critic/advantages/mean",
-])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "critic/score/mean/extra",
+        "timing_s/Gen",
+        "judge/errors/" + "x" * 40,
+        "timing_s/",
+        "val-core/a/acc/mean@4",
+        "critic/advantages/mean",
+    ],
+)
 def test_keys_not_exported_or_unbounded_are_rejected(key: str) -> None:
     assert keys.match(key) is None
 
@@ -106,8 +129,9 @@ def test_docs_metrics_md_is_generated_and_current() -> None:
         assert f"`{m.name}`" in text
     for a in alerts.ALL_ALERTS:
         assert f"`{a.name}`" in text
-    assert (ROOT / "docs" / "metrics.md").read_text(encoding="utf-8") == text, \
+    assert (ROOT / "docs" / "metrics.md").read_text(encoding="utf-8") == text, (
         "docs/metrics.md drifted: run herl.metrics.catalogue.write_docs('docs/metrics.md')"
+    )
 
 
 def test_write_docs(tmp_path: Path) -> None:
@@ -118,8 +142,9 @@ def test_write_docs(tmp_path: Path) -> None:
 def test_dashboards_are_generated_and_current() -> None:
     for fname, build in dashboards.DASHBOARDS.items():
         on_disk = (ROOT / "manifests" / "dashboards" / fname).read_text(encoding="utf-8")
-        assert on_disk == dashboards.render(build()), \
+        assert on_disk == dashboards.render(build()), (
             f"{fname} drifted: run herl.metrics.dashboards.write_dashboards()"
+        )
     on_disk = (ROOT / "manifests" / "dashboards" / "kustomization.yaml").read_text(encoding="utf-8")
     assert on_disk == dashboards.kustomization()
 

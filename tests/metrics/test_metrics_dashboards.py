@@ -59,13 +59,15 @@ def test_dashboard_structure(path: Path) -> None:
             assert t["expr"] and t["datasource"]["uid"] == "${datasource}"
             if "herl_operator" not in t["expr"] or "herl_job" in t["expr"]:
                 # trainer panels and per-job operator panels honour both filters
-                assert '$namespace' in t["expr"] and '$herl_job' in t["expr"], t["expr"]
+                assert "$namespace" in t["expr"] and "$herl_job" in t["expr"], t["expr"]
     assert graphs >= 6
 
 
 def test_substitute_replaces_both_variable_syntaxes() -> None:
-    got = dashboards.substitute('rate(x{a=~"$namespace", b="${herl_job}"}[$__rate_interval])',
-                                {"namespace": "ns", "herl_job": "j", "__rate_interval": "1m"})
+    got = dashboards.substitute(
+        'rate(x{a=~"$namespace", b="${herl_job}"}[$__rate_interval])',
+        {"namespace": "ns", "herl_job": "j", "__rate_interval": "1m"},
+    )
     assert got == 'rate(x{a=~"ns", b="j"}[1m])'
     assert dashboards.substitute("$unknown", {}) == "$unknown"
 
@@ -73,12 +75,26 @@ def test_substitute_replaces_both_variable_syntaxes() -> None:
 def test_training_dashboard_has_the_required_sections() -> None:
     d = dashboards.training_dashboard()
     rows = [p["title"] for p in d["panels"] if p["type"] == "row"]
-    assert rows == ["Reward", "Hindsight exploration", "Policy health", "Lengths",
-                    "Progress, throughput and stage timings", "Judge"]
+    assert rows == [
+        "Reward",
+        "Hindsight exploration",
+        "Policy health",
+        "Lengths",
+        "Progress, throughput and stage timings",
+        "Judge",
+    ]
     exprs = " ".join(e for _, e in dashboards.iter_queries(d))
-    for needed in ("herl_hindsight_revision_success_ratio", "herl_hindsight_bonus_mean",
-                   "herl_hindsight_token_ratio", "herl_hindsight_fallbacks_total", "herl_policy_entropy",
-                   "herl_policy_kl", "herl_policy_clip_ratio", "herl_reward_all_met_ratio",
-                   "herl_throughput_tokens_per_second", "herl_stage_duration_seconds",
-                   "herl_judge_errors_total"):
+    for needed in (
+        "herl_hindsight_revision_success_ratio",
+        "herl_hindsight_bonus_mean",
+        "herl_hindsight_token_ratio",
+        "herl_hindsight_fallbacks_total",
+        "herl_policy_entropy",
+        "herl_policy_kl",
+        "herl_policy_clip_ratio",
+        "herl_reward_all_met_ratio",
+        "herl_throughput_tokens_per_second",
+        "herl_stage_duration_seconds",
+        "herl_judge_errors_total",
+    ):
         assert needed in exprs, needed

@@ -14,10 +14,8 @@ from herl.metrics.promserver import poll_until
 
 #: promtool lint findings accepted on the operator exposition, with why (names agreed with the operator).
 OPERATOR_LINT_OK = {
-    'herl_operator_gpu_hours_total non-counter metrics should not have "_total" suffix':
-        "agreed name: a counter-like gauge read back from status.gpuHours",
-    'herl_operator_gpu_hours_total use base unit "seconds" instead of "hours"':
-        "agreed name: GPU-hours is the unit people budget in",
+    'herl_operator_gpu_hours_total non-counter metrics should not have "_total" suffix': "agreed name: a counter-like gauge read back from status.gpuHours",
+    'herl_operator_gpu_hours_total use base unit "seconds" instead of "hours"': "agreed name: GPU-hours is the unit people budget in",
 }
 
 
@@ -34,8 +32,9 @@ def test_targets_are_scraped(live: Any) -> None:
     assert all(t["health"] == "up" and not t["lastError"] for t in ts)
     # our labels arrive as they are: no exported_job / exported_namespace renames
     got = live.prom.query("herl_training_step")
-    assert got and all("exported_namespace" not in r["metric"] and "exported_job" not in r["metric"]
-                       for r in got)
+    assert got and all(
+        "exported_namespace" not in r["metric"] and "exported_job" not in r["metric"] for r in got
+    )
     assert got[0]["metric"]["herl_job"] == "demo" and got[0]["metric"]["namespace"] == "herl-test"
 
 
@@ -48,15 +47,21 @@ def test_every_dashboard_panel_returns_data(live: Any) -> None:
 
 def test_panels_filter_by_job(live: Any) -> None:
     """A job that does not exist must give empty panels: the herl_job variable really filters."""
-    failures = verify.panel_failures(live.prom, {"namespace": "herl-test", "herl_job": "nope"},
-                                     [dashboards.training_dashboard()])
+    failures = verify.panel_failures(
+        live.prom, {"namespace": "herl-test", "herl_job": "nope"}, [dashboards.training_dashboard()]
+    )
     total = sum(1 for _ in dashboards.iter_queries(dashboards.training_dashboard()))
     assert len(failures) == total and all(why == "no data" for *_, why in failures)
 
 
 def test_a_broken_query_is_reported(live: Any) -> None:
-    board = {"title": "t", "panels": [{"title": "bad", "targets": [{"expr": "sum(rate(herl_training_step[1m]"}]},
-                                      {"title": "empty", "targets": [{"expr": "herl_does_not_exist"}]}]}
+    board = {
+        "title": "t",
+        "panels": [
+            {"title": "bad", "targets": [{"expr": "sum(rate(herl_training_step[1m]"}]},
+            {"title": "empty", "targets": [{"expr": "herl_does_not_exist"}]},
+        ],
+    }
     got = {w: why for w, _, why in verify.panel_failures(live.prom, {}, [board])}
     assert got["t / empty"] == "no data"
     assert "bad_data" in got["t / bad"] or "parse error" in got["t / bad"]
@@ -87,8 +92,9 @@ def test_loaded_rules_are_healthy_and_active(live: Any) -> None:
 def _promtool_metrics(url: str) -> list[str]:
     with urllib.request.urlopen(url, timeout=5) as r:
         body = r.read()
-    res = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True, timeout=30,
-                         check=False)
+    res = subprocess.run(
+        ["promtool", "check", "metrics"], input=body, capture_output=True, timeout=30, check=False
+    )
     return [ln.strip() for ln in (res.stdout + res.stderr).decode().splitlines() if ln.strip()]
 
 

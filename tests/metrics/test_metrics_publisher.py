@@ -68,9 +68,11 @@ def test_gauges_take_the_last_value_and_counters_accumulate(pub: StepMetricsPubl
     assert _v(pub, "herl_judge_errors_total", reason="timeout") == 10
     assert _v(pub, "herl_stage_duration_seconds", stage="update_actor") == 7.0
     assert _v(pub, "herl_reward_source_score_mean", data_source="medical_rubric") == pytest.approx(
-        last["critic/score/mean"] - 0.05)
+        last["critic/score/mean"] - 0.05
+    )
     assert _v(pub, "herl_validation_score_mean", data_source="ifeval") == pytest.approx(
-        last["critic/score/mean"] - 0.02)
+        last["critic/score/mean"] - 0.02
+    )
     assert _v(pub, "herl_training_last_step_timestamp_seconds") == 1000.0
     assert pub.unmapped == {"critic/advantages/mean"}
 
@@ -97,11 +99,20 @@ def test_repeated_or_validation_only_steps_do_not_count(pub: StepMetricsPublishe
 
 def test_bad_values_are_skipped_not_raised(pub: StepMetricsPublisher) -> None:
     np = pytest.importorskip("numpy")
-    pub.publish({
-        "critic/score/mean": "n/a", "actor/entropy": [1, 2], "actor/grad_norm": np.float32(2.5),
-        "herl/fallbacks": float("nan"), "herl/kept": -3.0, "judge/calls": True,
-        "actor/ppo_kl": float("nan"), "timing_s/../../etc": 1.0, "training/global_step": "x",
-    }, 3)
+    pub.publish(
+        {
+            "critic/score/mean": "n/a",
+            "actor/entropy": [1, 2],
+            "actor/grad_norm": np.float32(2.5),
+            "herl/fallbacks": float("nan"),
+            "herl/kept": -3.0,
+            "judge/calls": True,
+            "actor/ppo_kl": float("nan"),
+            "timing_s/../../etc": 1.0,
+            "training/global_step": "x",
+        },
+        3,
+    )
     assert _v(pub, "herl_reward_score_mean") is None
     assert _v(pub, "herl_policy_entropy") is None
     assert _v(pub, "herl_policy_grad_norm") == pytest.approx(2.5)
@@ -131,8 +142,9 @@ def test_exposition_labels_and_promtool_lint(pub: StepMetricsPublisher) -> None:
         assert {"herl_job", "namespace"} <= keys
     if shutil.which("promtool") is None:
         pytest.skip("promtool not installed")
-    r = subprocess.run(["promtool", "check", "metrics"], input=pub.exposition(), capture_output=True,
-                       timeout=30, check=False)
+    r = subprocess.run(
+        ["promtool", "check", "metrics"], input=pub.exposition(), capture_output=True, timeout=30, check=False
+    )
     assert r.returncode == 0, r.stdout.decode() + r.stderr.decode()
 
 
@@ -201,7 +213,11 @@ def test_cluster_objects() -> None:
     keys = {e["key"] for e in pm["spec"]["selector"]["matchExpressions"]}
     assert keys == {"ray.io/node-type", "herl.dev/job"}
     env = {e["name"]: e["value"] for e in cluster.trainer_env("j", "ns", 9400)}
-    assert env == {"HERL_JOB_NAME": "j", "HERL_JOB_NAMESPACE": "ns", "HERL_METRICS_PORT": "9400",
-                   "HERL_METRICS_ADDR": "0.0.0.0"}
+    assert env == {
+        "HERL_JOB_NAME": "j",
+        "HERL_JOB_NAMESPACE": "ns",
+        "HERL_METRICS_PORT": "9400",
+        "HERL_METRICS_ADDR": "0.0.0.0",
+    }
     model = pytest.importorskip("herl.api.model")
     assert model.MetricsSpec().port == cluster.DEFAULT_PORT

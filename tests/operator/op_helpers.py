@@ -19,8 +19,10 @@ RESOURCES = {
     "v1/configmaps": {"kind": "ConfigMap", "namespaced": True},
     "v1/events": {"kind": "Event", "namespaced": True},
     "batch/v1/jobs": {"kind": "Job", "namespaced": True},
-    "apiextensions.k8s.io/v1/customresourcedefinitions": {"kind": "CustomResourceDefinition",
-                                                          "namespaced": False},
+    "apiextensions.k8s.io/v1/customresourcedefinitions": {
+        "kind": "CustomResourceDefinition",
+        "namespaced": False,
+    },
     "v1/namespaces": {"kind": "Namespace", "namespaced": False},
 }
 VERBS = ["list", "watch", "get", "create", "patch", "update", "delete"]
@@ -30,8 +32,13 @@ def sample(name: str) -> dict[str, Any]:
     return yaml.safe_load((SAMPLES / f"{name}.yaml").read_text())
 
 
-async def eventually(check: Callable[[], Any | Awaitable[Any]], *, timeout: float = 10.0,
-                     interval: float = 0.05, what: str = "condition") -> Any:
+async def eventually(
+    check: Callable[[], Any | Awaitable[Any]],
+    *,
+    timeout: float = 10.0,
+    interval: float = 0.05,
+    what: str = "condition",
+) -> Any:
     """Poll ``check`` until it returns a truthy value (bounded; no fixed sleeps)."""
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -47,8 +54,13 @@ async def eventually(check: Callable[[], Any | Awaitable[Any]], *, timeout: floa
 
 def declare_resources(kmock: Any) -> None:
     for key, info in RESOURCES.items():
-        kmock.resources[key] = {"verbs": VERBS, "singular": key.rsplit("/", 1)[-1][:-1],
-                                "shortnames": [], "categories": [], **info}
+        kmock.resources[key] = {
+            "verbs": VERBS,
+            "singular": key.rsplit("/", 1)[-1][:-1],
+            "shortnames": [],
+            "categories": [],
+            **info,
+        }
 
 
 @contextlib.asynccontextmanager
@@ -62,8 +74,9 @@ async def running_operator(server: str, **overrides: Any) -> AsyncIterator[Any]:
         setattr(cfg, k, v)
     registry, rt = build_registry(cfg)
     stop: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    task = asyncio.create_task(kopf.operator(registry=registry, clusterwide=True, standalone=True,
-                                             stop_flag=stop))
+    task = asyncio.create_task(
+        kopf.operator(registry=registry, clusterwide=True, standalone=True, stop_flag=stop)
+    )
     try:
         await eventually(lambda: rt.reconciler is not None, what="operator login", timeout=15)
         yield rt
@@ -74,5 +87,3 @@ async def running_operator(server: str, **overrides: Any) -> AsyncIterator[Any]:
             await asyncio.wait_for(task, timeout=10)
         if not task.done():
             task.cancel()
-
-

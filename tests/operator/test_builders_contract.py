@@ -47,8 +47,12 @@ def _strict_schema(schema: Any) -> Any:
     silently; for a contract test we want to hear about typos)."""
     if isinstance(schema, dict):
         out = {k: _strict_schema(v) for k, v in schema.items()}
-        if out.get("type") == "object" and "properties" in out and "additionalProperties" not in out \
-                and not out.get("x-kubernetes-preserve-unknown-fields"):
+        if (
+            out.get("type") == "object"
+            and "properties" in out
+            and "additionalProperties" not in out
+            and not out.get("x-kubernetes-preserve-unknown-fields")
+        ):
             out["additionalProperties"] = False
         return out
     if isinstance(schema, list):
@@ -92,10 +96,15 @@ def test_pod_templates_and_configmap_are_valid_kubernetes(path: Path) -> None:
     rj, cm = _build(doc)
     version = kubernetes_validate.latest_version()
     cluster = rj["spec"]["rayClusterSpec"]
-    for i, tmpl in enumerate([cluster["headGroupSpec"]["template"],
-                              *(w["template"] for w in cluster["workerGroupSpecs"])]):
-        pod = {"apiVersion": "v1", "kind": "Pod",
-               "metadata": {"name": f"p{i}", "namespace": "ns", **tmpl["metadata"]}, "spec": tmpl["spec"]}
+    for i, tmpl in enumerate(
+        [cluster["headGroupSpec"]["template"], *(w["template"] for w in cluster["workerGroupSpecs"])]
+    ):
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": f"p{i}", "namespace": "ns", **tmpl["metadata"]},
+            "spec": tmpl["spec"],
+        }
         kubernetes_validate.validate(pod, version, strict=True)
     kubernetes_validate.validate(cm, version, strict=True)
     cleanup_doc = copy.deepcopy(doc)
@@ -109,8 +118,12 @@ def test_pod_templates_and_configmap_are_valid_kubernetes(path: Path) -> None:
 
 
 def test_kubernetes_validate_really_rejects_a_bad_pod() -> None:
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
-           "spec": {"containers": [{"name": "c", "image": "x", "bogusField": 1}]}}
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "p"},
+        "spec": {"containers": [{"name": "c", "image": "x", "bogusField": 1}]},
+    }
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(pod, kubernetes_validate.latest_version(), strict=True)
 
@@ -119,7 +132,10 @@ def test_pvc_checkpoint_mount_env_and_secrets() -> None:
     doc = yaml.safe_load((SAMPLES / "medical-qwen2.5-7b.yaml").read_text())
     rj, cm = _build(doc)
     job = _job(doc)
-    for group in [rj["spec"]["rayClusterSpec"]["headGroupSpec"], *rj["spec"]["rayClusterSpec"]["workerGroupSpecs"]]:
+    for group in [
+        rj["spec"]["rayClusterSpec"]["headGroupSpec"],
+        *rj["spec"]["rayClusterSpec"]["workerGroupSpecs"],
+    ]:
         c = group["template"]["spec"]["containers"][0]
         env = {e["name"]: e for e in c["env"]}
         if job.spec.checkpoints_.pvc:
@@ -128,7 +144,10 @@ def test_pvc_checkpoint_mount_env_and_secrets() -> None:
             assert mount["subPath"] == b.checkpoint_subpath(job, doc["metadata"]["namespace"])
         judge = job.spec.reward_.judge
         if judge and judge.api_key_secret_ref:
-            assert env["HERL_JUDGE_API_KEY"]["valueFrom"]["secretKeyRef"]["name"] == judge.api_key_secret_ref.name
+            assert (
+                env["HERL_JUDGE_API_KEY"]["valueFrom"]["secretKeyRef"]["name"]
+                == judge.api_key_secret_ref.name
+            )
         shm = next(v for v in group["template"]["spec"]["volumes"] if v["name"] == "dshm")
         assert shm["emptyDir"] == {"medium": "Memory", "sizeLimit": job.spec.resources_.shared_memory}
     loaded = yaml.safe_load(cm["data"]["job.yaml"])
@@ -163,8 +182,10 @@ def test_hostile_strings_travel_as_data_never_as_shell() -> None:
     for p, s in _strings(rj):
         if p.endswith(("entrypoint", ".command", ".args")) or "rayStartParams" in p:
             assert "$(" not in s and "`" not in s and HOSTILE not in s, p
-    assert HOSTILE in cm["data"]["job.yaml"] or HOSTILE in yaml.safe_load(cm["data"]["job.yaml"])[
-        "spec"]["model"]["chatTemplate"]
+    assert (
+        HOSTILE in cm["data"]["job.yaml"]
+        or HOSTILE in yaml.safe_load(cm["data"]["job.yaml"])["spec"]["model"]["chatTemplate"]
+    )
     back = yaml.safe_load(cm["data"]["job.yaml"])
     assert back["spec"]["verlOverrides"] == doc["spec"]["verlOverrides"]
     assert back["spec"]["model"]["chatTemplate"] == doc["spec"]["model"]["chatTemplate"]

@@ -47,19 +47,53 @@ def _full_rayjob(status: dict[str, Any], suspend: bool = False) -> dict[str, Any
     return rj
 
 
-@pytest.mark.parametrize(("status", "suspend"), [
-    ({}, False),
-    ({}, True),
-    ({"jobDeploymentStatus": "Initializing", "startTime": "2026-01-01T00:00:00Z", "rayClusterName": "c1"}, False),
-    ({"jobDeploymentStatus": "Running", "jobStatus": "RUNNING", "startTime": "2026-01-01T00:00:00Z",
-      "rayClusterName": "c1", "dashboardURL": "c1-head-svc:8265"}, False),
-    ({"jobDeploymentStatus": "Retrying", "failed": 1}, False),
-    ({"jobDeploymentStatus": "Suspended"}, True),
-    ({"jobDeploymentStatus": "Failed", "jobStatus": "FAILED", "reason": "DeadlineExceeded",
-      "message": "too slow", "startTime": "2026-01-01T00:00:00Z", "endTime": "2026-01-01T01:00:00Z"}, False),
-    ({"jobDeploymentStatus": "Complete", "jobStatus": "SUCCEEDED", "startTime": "2026-01-01T00:00:00Z",
-      "endTime": "2026-01-01T01:00:00Z"}, False),
-])
+@pytest.mark.parametrize(
+    ("status", "suspend"),
+    [
+        ({}, False),
+        ({}, True),
+        (
+            {
+                "jobDeploymentStatus": "Initializing",
+                "startTime": "2026-01-01T00:00:00Z",
+                "rayClusterName": "c1",
+            },
+            False,
+        ),
+        (
+            {
+                "jobDeploymentStatus": "Running",
+                "jobStatus": "RUNNING",
+                "startTime": "2026-01-01T00:00:00Z",
+                "rayClusterName": "c1",
+                "dashboardURL": "c1-head-svc:8265",
+            },
+            False,
+        ),
+        ({"jobDeploymentStatus": "Retrying", "failed": 1}, False),
+        ({"jobDeploymentStatus": "Suspended"}, True),
+        (
+            {
+                "jobDeploymentStatus": "Failed",
+                "jobStatus": "FAILED",
+                "reason": "DeadlineExceeded",
+                "message": "too slow",
+                "startTime": "2026-01-01T00:00:00Z",
+                "endTime": "2026-01-01T01:00:00Z",
+            },
+            False,
+        ),
+        (
+            {
+                "jobDeploymentStatus": "Complete",
+                "jobStatus": "SUCCEEDED",
+                "startTime": "2026-01-01T00:00:00Z",
+                "endTime": "2026-01-01T01:00:00Z",
+            },
+            False,
+        ),
+    ],
+)
 def test_slim_rayjob_derives_the_same_status(status: dict[str, Any], suspend: bool) -> None:
     full = _full_rayjob(status, suspend)
     before = copy.deepcopy(full)
@@ -80,7 +114,9 @@ def test_slim_herljob_drops_only_managed_fields() -> None:
     doc["metadata"]["managedFields"] = [{"manager": "kubectl"}]
     slim = slim_herljob(doc)
     assert "managedFields" not in slim["metadata"] and "managedFields" in doc["metadata"]
-    assert {k: v for k, v in doc.items() if k != "metadata"} == {k: v for k, v in slim.items() if k != "metadata"}
+    assert {k: v for k, v in doc.items() if k != "metadata"} == {
+        k: v for k, v in slim.items() if k != "metadata"
+    }
 
 
 async def test_restart_finds_existing_rayjobs_before_any_handler_runs(kmock: Any, api: Any) -> None:
@@ -88,11 +124,15 @@ async def test_restart_finds_existing_rayjobs_before_any_handler_runs(kmock: Any
     async with running_operator(str(kmock.url)) as rt:
         for i, name in enumerate(names):
             await api.create(rbac.HERLJOBS, NS, _job(name, f"uid-{i}"))
-        await eventually(lambda: all(n in {k[1] for k in rt.reconciler.written} for n in names),
-                         what="every job reconciled")
+        await eventually(
+            lambda: all(n in {k[1] for k in rt.reconciler.written} for n in names),
+            what="every job reconciled",
+        )
     async with running_operator(str(kmock.url)) as rt2:
-        await eventually(lambda: rt2.metrics.reconciles.labels(result="success")._value.get() >= len(names),
-                         what="every job reconciled after restart")
+        await eventually(
+            lambda: rt2.metrics.reconciles.labels(result="success")._value.get() >= len(names),
+            what="every job reconciled after restart",
+        )
         assert len(rt2.reconciler.rayjobs) == len(names)
         # The initial RayJob listing is cached before any HeRLJob is reconciled: no create is
         # tried (no 409, no read back) for jobs that already have their children.

@@ -39,8 +39,7 @@ def _cond(status: dict[str, Any], ctype: str) -> dict[str, Any]:
 
 
 def _rayjobs(kmock: Any) -> list[dict[str, Any]]:
-    return [o.raw for (res, _ns, _n), o in kmock.objects.items()
-            if res.plural == "rayjobs" and not o.deleted]
+    return [o.raw for (res, _ns, _n), o in kmock.objects.items() if res.plural == "rayjobs" and not o.deleted]
 
 
 def _job(name: str = NAME, uid: str = "uid-1") -> dict[str, Any]:
@@ -85,8 +84,9 @@ async def trainer_metrics() -> Any:
     await runner.cleanup()
 
 
-async def test_full_lifecycle_with_retry_preemption_restart_and_delete(kmock: Any, api: Any,
-                                                                       trainer_metrics: Any) -> None:
+async def test_full_lifecycle_with_retry_preemption_restart_and_delete(
+    kmock: Any, api: Any, trainer_metrics: Any
+) -> None:
     resolver = lambda ns, name, rj, port: trainer_metrics["url"]  # noqa: E731
     await api.create(rbac.HERLJOBS, NS, _job())
     async with running_operator(str(kmock.url), url_resolver=resolver) as rt:
@@ -98,46 +98,69 @@ async def test_full_lifecycle_with_retry_preemption_restart_and_delete(kmock: An
         assert _cond(_status(kmock), "Queued")["status"] == "True"
 
         # Kueue admits; KubeRay initialises, then runs.
-        await _kuberay(api, {"jobDeploymentStatus": "Initializing", "startTime": _t(0),
-                             "rayClusterName": f"{NAME}-c1"}, spec={"suspend": False})
+        await _kuberay(
+            api,
+            {"jobDeploymentStatus": "Initializing", "startTime": _t(0), "rayClusterName": f"{NAME}-c1"},
+            spec={"suspend": False},
+        )
         await eventually(lambda: _status(kmock).get("phase") == "Provisioning", what="Provisioning")
         await _kuberay(api, {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"})
         await eventually(lambda: _status(kmock).get("phase") == "Running", what="Running")
         trainer_metrics["step"] = 45
-        st = await eventually(lambda: (_status(kmock).get("progress") or {}).get("step") == 45
-                              and _status(kmock), what="progress pulled")
+        st = await eventually(
+            lambda: (_status(kmock).get("progress") or {}).get("step") == 45 and _status(kmock),
+            what="progress pulled",
+        )
         assert st["progress"]["totalSteps"] == 400 and st["progress"]["hindsightSuccessRate"] == 0.25
         assert st["lastCheckpoint"]["step"] == 40
         assert _cond(st, "CheckpointAvailable")["status"] == "True"
         assert st["gpuHours"] > 0
 
         # Attempt fails → KubeRay retries (wipes cluster name and reason).
-        await _kuberay(api, {"jobDeploymentStatus": "Retrying", "jobStatus": "", "failed": 1,
-                             "rayClusterName": "", "reason": "", "message": ""})
+        await _kuberay(
+            api,
+            {
+                "jobDeploymentStatus": "Retrying",
+                "jobStatus": "",
+                "failed": 1,
+                "rayClusterName": "",
+                "reason": "",
+                "message": "",
+            },
+        )
         await eventually(lambda: _status(kmock).get("phase") == "Retrying", what="Retrying")
         assert _status(kmock)["attempts"][0]["result"] == "Retried"
         assert rt.metrics.retries._value.get() == 1
     # Operator restarted while KubeRay starts attempt 2.
-    await _kuberay(api, {"jobDeploymentStatus": "Initializing", "startTime": _t(30),
-                         "rayClusterName": f"{NAME}-c2"})
+    await _kuberay(
+        api, {"jobDeploymentStatus": "Initializing", "startTime": _t(30), "rayClusterName": f"{NAME}-c2"}
+    )
     async with running_operator(str(kmock.url), url_resolver=resolver) as rt2:
-        await eventually(lambda: _status(kmock).get("phase") == "Provisioning", what="Provisioning after restart")
+        await eventually(
+            lambda: _status(kmock).get("phase") == "Provisioning", what="Provisioning after restart"
+        )
         await _kuberay(api, {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"})
         await eventually(lambda: _status(kmock).get("phase") == "Running", what="Running 2")
         assert len(_rayjobs(kmock)) == 1
         assert rt2.client.calls[("create", "rayjobs")] <= 1  # a 409 → adopt, never a second RayJob
         # Kueue preempts; then re-admits.
-        await _kuberay(api, {"jobDeploymentStatus": "Suspended", "jobStatus": "", "rayClusterName": ""},
-                       spec={"suspend": True})
+        await _kuberay(
+            api,
+            {"jobDeploymentStatus": "Suspended", "jobStatus": "", "rayClusterName": ""},
+            spec={"suspend": True},
+        )
         await eventually(lambda: _status(kmock).get("phase") == "Queued", what="Queued after preemption")
-        await _kuberay(api, {"jobDeploymentStatus": "Initializing", "startTime": _t(60),
-                             "rayClusterName": f"{NAME}-c3"}, spec={"suspend": False})
+        await _kuberay(
+            api,
+            {"jobDeploymentStatus": "Initializing", "startTime": _t(60), "rayClusterName": f"{NAME}-c3"},
+            spec={"suspend": False},
+        )
         await _kuberay(api, {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"})
         await eventually(lambda: _status(kmock).get("phase") == "Running", what="Running 3")
-        await _kuberay(api, {"jobDeploymentStatus": "Complete", "jobStatus": "SUCCEEDED",
-                             "endTime": _t(90)})
-        st = await eventually(lambda: _status(kmock).get("phase") == "Succeeded" and _status(kmock),
-                              what="Succeeded")
+        await _kuberay(api, {"jobDeploymentStatus": "Complete", "jobStatus": "SUCCEEDED", "endTime": _t(90)})
+        st = await eventually(
+            lambda: _status(kmock).get("phase") == "Succeeded" and _status(kmock), what="Succeeded"
+        )
         assert [a["result"] for a in st["attempts"]] == ["Retried", "Suspended", "Succeeded"]
         assert [a.get("rayClusterName") for a in st["attempts"]] == [f"{NAME}-c1", f"{NAME}-c2", f"{NAME}-c3"]
         assert st["progress"]["step"] == 45  # progress survives retries
@@ -158,12 +181,16 @@ async def test_invalid_spec_fails_without_rayjob_or_retry_storm(kmock: Any, api:
     doc["spec"]["resources"]["workers"] = 0  # below the schema minimum: got past admission somehow
     await api.create(rbac.HERLJOBS, NS, doc)
     async with running_operator(str(kmock.url)) as rt:
-        st = await eventually(lambda: _status(kmock, "bad-job").get("phase") == "Failed"
-                              and _status(kmock, "bad-job"), what="InvalidSpec")
+        st = await eventually(
+            lambda: _status(kmock, "bad-job").get("phase") == "Failed" and _status(kmock, "bad-job"),
+            what="InvalidSpec",
+        )
         failed = _cond(st, "Failed")
         assert failed["reason"] == "InvalidSpec" and "spec.resources.workers" in failed["message"]
-        await eventually(lambda: rt.reconciler.metrics.reconciles.labels(result="success")._value.get() >= 6,
-                         what="a few resync passes")
+        await eventually(
+            lambda: rt.reconciler.metrics.reconciles.labels(result="success")._value.get() >= 6,
+            what="a few resync passes",
+        )
         assert not _rayjobs(kmock)
         assert rt.client.calls[("patch", "herljobs/status")] == 1  # written once, not on every pass
         assert rt.metrics.reconciles.labels(result="error")._value.get() == 0
@@ -180,26 +207,55 @@ async def test_user_suspend_budget_and_ignored_spec_change(kmock: Any, api: Any)
     async with running_operator(str(kmock.url)):
         rj = await eventually(lambda: _obj(kmock, "ray.io/v1/rayjobs", NS, "edit-job"), what="RayJob")
         assert rj["spec"]["suspend"] is False
-        await api.patch(rbac.HERLJOBS, NS, "edit-job", {"spec": {"runPolicy": {"suspend": True},
-                                                                 "model": {"path": "/data/other"}}})
-        await eventually(lambda: (_obj(kmock, "ray.io/v1/rayjobs", NS, "edit-job") or {})["spec"]["suspend"],
-                         what="RayJob suspended")
+        await api.patch(
+            rbac.HERLJOBS,
+            NS,
+            "edit-job",
+            {"spec": {"runPolicy": {"suspend": True}, "model": {"path": "/data/other"}}},
+        )
+        await eventually(
+            lambda: (_obj(kmock, "ray.io/v1/rayjobs", NS, "edit-job") or {})["spec"]["suspend"],
+            what="RayJob suspended",
+        )
         await api.patch(rbac.RAYJOBS, NS, "edit-job", {"status": {"jobDeploymentStatus": "Suspended"}})
-        st = await eventually(lambda: _status(kmock, "edit-job").get("phase") == "Suspended"
-                              and _status(kmock, "edit-job"), what="Suspended")
+        st = await eventually(
+            lambda: _status(kmock, "edit-job").get("phase") == "Suspended" and _status(kmock, "edit-job"),
+            what="Suspended",
+        )
         ignored = _cond(st, "SpecChangeIgnored")
         assert ignored["status"] == "True" and "spec.model.path" in ignored["message"]
         assert "runPolicy" not in ignored["message"]
         # Resume, run, and exceed a (lowered) total budget → Failed/BudgetExceeded, RayJob stopped.
-        await api.patch(rbac.HERLJOBS, NS, "edit-job", {"spec": {"runPolicy": {"suspend": False,
-                                                                               "totalBudgetSeconds": 60}}})
-        await eventually(lambda: (_obj(kmock, "ray.io/v1/rayjobs", NS, "edit-job") or {}).get(
-            "spec", {}).get("suspend") is False, what="resumed")
-        await api.patch(rbac.RAYJOBS, NS, "edit-job", {"status": {
-            "jobDeploymentStatus": "Running", "jobStatus": "RUNNING", "startTime": "2020-01-01T00:00:00Z",
-            "rayClusterName": "c9"}})
-        st = await eventually(lambda: _status(kmock, "edit-job").get("phase") == "Failed"
-                              and _status(kmock, "edit-job"), what="BudgetExceeded")
+        await api.patch(
+            rbac.HERLJOBS,
+            NS,
+            "edit-job",
+            {"spec": {"runPolicy": {"suspend": False, "totalBudgetSeconds": 60}}},
+        )
+        await eventually(
+            lambda: (
+                (_obj(kmock, "ray.io/v1/rayjobs", NS, "edit-job") or {}).get("spec", {}).get("suspend")
+                is False
+            ),
+            what="resumed",
+        )
+        await api.patch(
+            rbac.RAYJOBS,
+            NS,
+            "edit-job",
+            {
+                "status": {
+                    "jobDeploymentStatus": "Running",
+                    "jobStatus": "RUNNING",
+                    "startTime": "2020-01-01T00:00:00Z",
+                    "rayClusterName": "c9",
+                }
+            },
+        )
+        st = await eventually(
+            lambda: _status(kmock, "edit-job").get("phase") == "Failed" and _status(kmock, "edit-job"),
+            what="BudgetExceeded",
+        )
         assert _cond(st, "Failed")["reason"] == "BudgetExceeded"
         await eventually(lambda: _obj(kmock, "ray.io/v1/rayjobs", NS, "edit-job") is None, what="stopped")
         before = copy.deepcopy(_status(kmock, "edit-job"))

@@ -50,13 +50,25 @@ def _local_job(model: Path) -> Any:
         "metadata": {"name": NAME, "namespace": NS},
         "spec": {
             "model": {"path": str(model), "dtype": "float32"},
-            "data": {"format": "synthetic-if", "synthetic": {"numPrompts": 8, "seed": 0},
-                     "maxPromptLength": 512, "maxInstructionLength": 200, "maxResponseLength": 12,
-                     "hindsightPromptMargin": 64},
+            "data": {
+                "format": "synthetic-if",
+                "synthetic": {"numPrompts": 8, "seed": 0},
+                "maxPromptLength": 512,
+                "maxInstructionLength": 200,
+                "maxResponseLength": 12,
+                "hindsightPromptMargin": 64,
+            },
             "reward": {"instructionFollowing": {"workers": 1}},
-            "algorithm": {"groupSize": 4, "trainBatchSize": 2, "miniBatchSize": 2, "learningRate": 1e-3,
-                          "totalSteps": STEPS, "seed": 3, "klLoss": {"coef": 0.001},
-                          "hindsight": {"revision": {"maxTokens": 12}}},
+            "algorithm": {
+                "groupSize": 4,
+                "trainBatchSize": 2,
+                "miniBatchSize": 2,
+                "learningRate": 1e-3,
+                "totalSteps": STEPS,
+                "seed": 3,
+                "klLoss": {"coef": 0.001},
+                "hindsight": {"revision": {"maxTokens": 12}},
+            },
             "checkpoints": {"saveEverySteps": 2},
         },
     }
@@ -85,7 +97,9 @@ def _exists(kmock: Any, resource: str) -> bool:
 
 
 def _t(minutes: int) -> str:
-    return (datetime.now(UTC) - timedelta(hours=1) + timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return (datetime.now(UTC) - timedelta(hours=1) + timedelta(minutes=minutes)).strftime(
+        "%Y-%m-%dT%H:%M:%SZ"
+    )
 
 
 def _board(uid_part: str) -> dict[str, Any]:
@@ -101,16 +115,23 @@ async def test_dashboards_and_alerts_have_data_from_real_sources(
         rule_files=[verify.RULES_FILE],
     )
     model = build_tiny_model_dir(tmp_path / "model", seed=0)
-    trainer = ScrapedTrainer(_local_job(model), tmp_path / "out", metrics_port=trainer_port, progress=False,
-                             threads=1, echo=lambda s: None)
+    trainer = ScrapedTrainer(
+        _local_job(model),
+        tmp_path / "out",
+        metrics_port=trainer_port,
+        progress=False,
+        threads=1,
+        echo=lambda s: None,
+    )
     trainer.prom = prom
 
     job = sample("if-qwen2.5-7b")
     job["metadata"].update(namespace=NS, uid="uid-e2e", generation=1)
     await api.create(rbac.HERLJOBS, NS, copy.deepcopy(job))
     trainer_url = f"http://127.0.0.1:{trainer_port}/metrics"
-    async with running_operator(str(kmock.url), metrics_port=operator_port,
-                                url_resolver=lambda ns, name, rj, port: trainer_url):
+    async with running_operator(
+        str(kmock.url), metrics_port=operator_port, url_resolver=lambda ns, name, rj, port: trainer_url
+    ):
         await eventually(lambda: _exists(kmock, "ray.io/v1/rayjobs"), what="RayJob")
 
         async def kuberay(status: dict[str, Any], spec: dict[str, Any] | None = None) -> None:
@@ -119,8 +140,10 @@ async def test_dashboards_and_alerts_have_data_from_real_sources(
             await api.patch(rbac.RAYJOBS, NS, NAME, {"status": status})
 
         # KubeRay: admitted, provisioning, running, a failed attempt retried, running again.
-        await kuberay({"jobDeploymentStatus": "Initializing", "startTime": _t(0), "rayClusterName": "c1"},
-                      spec={"suspend": False})
+        await kuberay(
+            {"jobDeploymentStatus": "Initializing", "startTime": _t(0), "rayClusterName": "c1"},
+            spec={"suspend": False},
+        )
         await kuberay({"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"})
         await kuberay({"jobDeploymentStatus": "Retrying", "jobStatus": "", "failed": 1, "rayClusterName": ""})
         await kuberay({"jobDeploymentStatus": "Initializing", "startTime": _t(10), "rayClusterName": "c2"})

@@ -12,7 +12,9 @@ from op_helpers import REPO
 
 OPERATOR_DIR = REPO / "operator"
 CLIENT_VERBS = {n for n in ("get", "create", "patch", "delete") if hasattr(KubeClient, n)}
-RESOURCES = {name: getattr(rbac, name) for name in dir(rbac) if isinstance(getattr(rbac, name), rbac.Resource)}
+RESOURCES = {
+    name: getattr(rbac, name) for name in dir(rbac) if isinstance(getattr(rbac, name), rbac.Resource)
+}
 KOPF_EVENT_FUNCS = {"event", "info", "warn", "exception"}
 
 
@@ -25,7 +27,11 @@ def _client_calls() -> set[tuple[str, str, str]]:
             if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
                 continue
             verb = node.func.attr
-            if verb not in CLIENT_VERBS or not node.args or not ast.unparse(node.func.value).endswith("client"):
+            if (
+                verb not in CLIENT_VERBS
+                or not node.args
+                or not ast.unparse(node.func.value).endswith("client")
+            ):
                 continue  # only KubeClient call sites (`client.x`, `self.client.x`)
             arg = node.args[0]
             name = arg.attr if isinstance(arg, ast.Attribute) else getattr(arg, "id", None)
@@ -40,9 +46,13 @@ def _client_calls() -> set[tuple[str, str, str]]:
 def _posts_events() -> bool:
     for path in OPERATOR_DIR.glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
-                    and isinstance(node.func.value, ast.Name) and node.func.value.id == "kopf" \
-                    and node.func.attr in KOPF_EVENT_FUNCS:
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id == "kopf"
+                and node.func.attr in KOPF_EVENT_FUNCS
+            ):
                 return True
     return False
 

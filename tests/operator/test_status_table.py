@@ -33,29 +33,45 @@ def _job(queue: bool = True, suspend: bool = False, budget: int | None = None) -
 
 
 def _rj(jds: str, js: str = "", reason: str = "", suspend: bool = False, **extra: Any) -> dict[str, Any]:
-    return {"metadata": {"name": "rj"}, "spec": {"suspend": suspend},
-            "status": {"jobDeploymentStatus": jds, "jobStatus": js, "reason": reason,
-                       "startTime": "2026-03-01T11:00:00Z", "rayClusterName": "c1", **extra}}
+    return {
+        "metadata": {"name": "rj"},
+        "spec": {"suspend": suspend},
+        "status": {
+            "jobDeploymentStatus": jds,
+            "jobStatus": js,
+            "reason": reason,
+            "startTime": "2026-03-01T11:00:00Z",
+            "rayClusterName": "c1",
+            **extra,
+        },
+    }
 
 
 EXPECTED_TERMINAL = {"Complete": None, "Failed": "Failed", "ValidationFailed": "Failed"}
 
 
-@pytest.mark.parametrize(("jds", "js", "reason"), list(itertools.product(
-    s.DEPLOYMENT_STATUSES, s.JOB_STATUSES, s.FAILURE_REASONS)))
+@pytest.mark.parametrize(
+    ("jds", "js", "reason"), list(itertools.product(s.DEPLOYMENT_STATUSES, s.JOB_STATUSES, s.FAILURE_REASONS))
+)
 @pytest.mark.parametrize("queue", [True, False])
-def test_every_kuberay_combination_maps_to_a_defined_phase(jds: str, js: str, reason: str, queue: bool) -> None:
+def test_every_kuberay_combination_maps_to_a_defined_phase(
+    jds: str, js: str, reason: str, queue: bool
+) -> None:
     job = _job(queue=queue)
-    st = s.derive_status(job, _rj(jds, js, reason, suspend=queue and jds in ("", "New")), {}, NOW,
-                         generation=3)
+    st = s.derive_status(
+        job, _rj(jds, js, reason, suspend=queue and jds in ("", "New")), {}, NOW, generation=3
+    )
     HeRLJobStatus.model_validate(st)  # fits the CRD's status schema (nothing pruned → no write loops)
     assert st["phase"] in s.PHASES
     assert st["observedGeneration"] == 3
     conds = {c["type"]: c for c in st["conditions"]}
     assert set(conds) == set(s.CONDITION_TYPES)
     assert all(c["observedGeneration"] == 3 and c["reason"] for c in conds.values())
-    true_phase_conds = [t for t in ("Queued", "Suspended", "ClusterProvisioning", "Running", "Retrying",
-                                    "Succeeded", "Failed") if conds[t]["status"] == "True"]
+    true_phase_conds = [
+        t
+        for t in ("Queued", "Suspended", "ClusterProvisioning", "Running", "Retrying", "Succeeded", "Failed")
+        if conds[t]["status"] == "True"
+    ]
     assert len(true_phase_conds) <= 1
     # jobDeploymentStatus is authoritative for terminal state (kuberay#2314).
     if jds in ("Failed", "ValidationFailed"):
@@ -81,7 +97,9 @@ def test_user_suspend_wins_over_queue_and_no_rayjob_is_pending() -> None:
     assert s.derive_status(_job(), None, {}, NOW)["phase"] == "Pending"
 
 
-def _step(job: Any, rj: dict[str, Any] | None, prev: dict[str, Any], minutes: int, **kw: Any) -> dict[str, Any]:
+def _step(
+    job: Any, rj: dict[str, Any] | None, prev: dict[str, Any], minutes: int, **kw: Any
+) -> dict[str, Any]:
     return s.derive_status(job, rj, prev, NOW + timedelta(minutes=minutes), **kw)
 
 
@@ -89,22 +107,46 @@ def test_retry_then_suspend_resume_keeps_attempts_progress_and_transition_times(
     job = _job(queue=False)
     prog = {"step": 10, "totalSteps": 100, "rewardMean": 0.5}
     st = _step(job, _rj("Initializing", startTime="2026-03-01T12:00:00Z", rayClusterName="c1"), {}, 0)
-    st = _step(job, _rj("Running", "RUNNING", startTime="2026-03-01T12:00:00Z", rayClusterName="c1"), st, 1,
-               obs=s.Observation(progress=prog))
+    st = _step(
+        job,
+        _rj("Running", "RUNNING", startTime="2026-03-01T12:00:00Z", rayClusterName="c1"),
+        st,
+        1,
+        obs=s.Observation(progress=prog),
+    )
     running_since = next(c for c in st["conditions"] if c["type"] == "Running")["lastTransitionTime"]
     st = _step(job, _rj("Running", "RUNNING", startTime="2026-03-01T12:00:00Z", rayClusterName="c1"), st, 5)
     assert next(c for c in st["conditions"] if c["type"] == "Running")["lastTransitionTime"] == running_since
     # KubeRay wipes cluster name, reason, message on Retrying.
     st = _step(job, _rj("Retrying", "", rayClusterName="", startTime="", failed=1), st, 10)
     assert st["phase"] == "Retrying" and st["attempts"][0]["result"] == "Retried"
-    st = _step(job, _rj("Initializing", startTime="2026-03-01T12:11:00Z", rayClusterName="c2", failed=1), st, 11)
-    st = _step(job, _rj("Running", "RUNNING", startTime="2026-03-01T12:11:00Z", rayClusterName="c2", failed=1),
-               st, 12)
+    st = _step(
+        job, _rj("Initializing", startTime="2026-03-01T12:11:00Z", rayClusterName="c2", failed=1), st, 11
+    )
+    st = _step(
+        job,
+        _rj("Running", "RUNNING", startTime="2026-03-01T12:11:00Z", rayClusterName="c2", failed=1),
+        st,
+        12,
+    )
     st = _step(job, _rj("Suspended", "", rayClusterName="", startTime="", failed=1, suspend=True), st, 20)
     assert st["phase"] == "Suspended"
-    st = _step(job, _rj("Initializing", startTime="2026-03-01T12:30:00Z", rayClusterName="c3", failed=1), st, 30)
-    st = _step(job, _rj("Complete", "SUCCEEDED", startTime="2026-03-01T12:30:00Z", rayClusterName="c3",
-                        endTime="2026-03-01T13:00:00Z", failed=1), st, 61)
+    st = _step(
+        job, _rj("Initializing", startTime="2026-03-01T12:30:00Z", rayClusterName="c3", failed=1), st, 30
+    )
+    st = _step(
+        job,
+        _rj(
+            "Complete",
+            "SUCCEEDED",
+            startTime="2026-03-01T12:30:00Z",
+            rayClusterName="c3",
+            endTime="2026-03-01T13:00:00Z",
+            failed=1,
+        ),
+        st,
+        61,
+    )
     assert st["phase"] == "Succeeded"
     assert [a["result"] for a in st["attempts"]] == ["Retried", "Suspended", "Succeeded"]
     assert st["attemptCount"] == 3 and st["progress"] == prog
@@ -113,8 +155,19 @@ def test_retry_then_suspend_resume_keeps_attempts_progress_and_transition_times(
     assert st["gpuHours"] == pytest.approx(gpus * (10 + 9 + 30) / 60, rel=1e-3)
     HeRLJobStatus.model_validate(st)
     # Terminal and stable: a later pass changes nothing meaningful.
-    again = _step(job, _rj("Complete", "SUCCEEDED", startTime="2026-03-01T12:30:00Z", rayClusterName="c3",
-                           endTime="2026-03-01T13:00:00Z", failed=1), st, 90)
+    again = _step(
+        job,
+        _rj(
+            "Complete",
+            "SUCCEEDED",
+            startTime="2026-03-01T12:30:00Z",
+            rayClusterName="c3",
+            endTime="2026-03-01T13:00:00Z",
+            failed=1,
+        ),
+        st,
+        90,
+    )
     assert s.semantic(again) == s.semantic(st) and again["gpuHours"] == st["gpuHours"]
 
 
@@ -131,7 +184,9 @@ def test_budget_exceeded_is_terminal_and_sticky() -> None:
 
 
 def test_invalid_spec_and_recovery() -> None:
-    st = s.derive_status(None, None, {}, NOW, obs=s.Observation(invalid=(("spec.resources.workers", "too low"),)))
+    st = s.derive_status(
+        None, None, {}, NOW, obs=s.Observation(invalid=(("spec.resources.workers", "too low"),))
+    )
     failed = next(c for c in st["conditions"] if c["type"] == "Failed")
     assert failed["reason"] == "InvalidSpec" and "spec.resources.workers" in failed["message"]
     fixed = s.derive_status(_job(), None, st, NOW)
@@ -139,14 +194,17 @@ def test_invalid_spec_and_recovery() -> None:
 
 
 def test_missed_events_operator_down_during_whole_attempt() -> None:
-    st = s.derive_status(_job(), _rj("Complete", "FAILED", message="boom", endTime="2026-03-01T11:30:00Z"),
-                         {}, NOW)
+    st = s.derive_status(
+        _job(), _rj("Complete", "FAILED", message="boom", endTime="2026-03-01T11:30:00Z"), {}, NOW
+    )
     assert st["phase"] == "Failed" and st["attempts"][0]["result"] == "Failed"
     assert next(c for c in st["conditions"] if c["type"] == "Failed")["reason"] == "AppFailed"
 
 
 def test_hostile_reasons_and_long_messages_are_sanitised() -> None:
-    st = s.derive_status(_job(), _rj("Failed", "RUNNING", reason="bad reason; $(x)", message="m" * 50000), {}, NOW)
+    st = s.derive_status(
+        _job(), _rj("Failed", "RUNNING", reason="bad reason; $(x)", message="m" * 50000), {}, NOW
+    )
     HeRLJobStatus.model_validate(st)
     failed = next(c for c in st["conditions"] if c["type"] == "Failed")
     assert failed["reason"] == "badreasonx" and len(failed["message"]) <= s.MAX_MESSAGE

@@ -13,11 +13,17 @@ from herl.verl_plugin.reward import RESULT_KEY, result_from_extra_info, to_extra
 from herl.verl_plugin.stage import Row
 from herl.verl_plugin.trainer import HeRLTrainerSync, _rows_of
 
-RES = RewardResult(score=0.5, dense=0.5, all_met=False, data_source="ifeval", constraints=(
-    ConstraintVerdict(id="a", description="Use the word ocean.", followed=True, kwargs={"w": "ocean"}),
-    ConstraintVerdict(id="b", description="End with a period.", followed=False),
-    ConstraintVerdict(id="c", description="Be kind.", followed=None, weight=3.0),
-))
+RES = RewardResult(
+    score=0.5,
+    dense=0.5,
+    all_met=False,
+    data_source="ifeval",
+    constraints=(
+        ConstraintVerdict(id="a", description="Use the word ocean.", followed=True, kwargs={"w": "ocean"}),
+        ConstraintVerdict(id="b", description="End with a period.", followed=False),
+        ConstraintVerdict(id="c", description="Be kind.", followed=None, weight=3.0),
+    ),
+)
 
 
 def test_reward_result_round_trips_through_extra_info():
@@ -27,8 +33,11 @@ def test_reward_result_round_trips_through_extra_info():
 
 
 def test_released_layout_and_bare_score_fallbacks():
-    info = {"dense": 0.0, "sparse": False, "constraint_results": [
-        {"instruction_id": "x", "description": "d", "is_following": True}]}
+    info = {
+        "dense": 0.0,
+        "sparse": False,
+        "constraint_results": [{"instruction_id": "x", "description": "d", "is_following": True}],
+    }
     r = result_from_extra_info(info, 0.25)
     assert r.score == 0.25 and r.dense == 0.0 and r.met[0].id == "x"
     bare = result_from_extra_info({}, 1.0)
@@ -36,10 +45,19 @@ def test_released_layout_and_bare_score_fallbacks():
 
 
 def _row(he: bool) -> Row:
-    return Row(key="u_0_0", uid="u", prompt_ids=[5, 6, 7], response_ids=[8, 9, 1], response_mask=[1, 1, 1],
-               token_scores=[0.0, 0.0, 1.0], result=RES, rollout_log_probs=[-0.1, -0.2, 0.0], he=he,
-               changed=True, extra={"tag": {"status": "success", "global_steps": 3, "seq_len": 99},
-                                    "extra_fields": {"turn": 1}})
+    return Row(
+        key="u_0_0",
+        uid="u",
+        prompt_ids=[5, 6, 7],
+        response_ids=[8, 9, 1],
+        response_mask=[1, 1, 1],
+        token_scores=[0.0, 0.0, 1.0],
+        result=RES,
+        rollout_log_probs=[-0.1, -0.2, 0.0],
+        he=he,
+        changed=True,
+        extra={"tag": {"status": "success", "global_steps": 3, "seq_len": 99}, "extra_fields": {"turn": 1}},
+    )
 
 
 def test_token_fields_of_an_he_row():

@@ -57,8 +57,15 @@ def test_loss_is_registered_here():
 
 
 def _actor_config(loss_mode: str, **kw) -> FSDPActorConfig:
-    return FSDPActorConfig(strategy="fsdp", ppo_mini_batch_size=4, ppo_micro_batch_size_per_gpu=2, rollout_n=1,
-                           use_kl_loss=False, policy_loss=PolicyLossConfig(loss_mode=loss_mode), **kw)
+    return FSDPActorConfig(
+        strategy="fsdp",
+        ppo_mini_batch_size=4,
+        ppo_micro_batch_size_per_gpu=2,
+        rollout_n=1,
+        use_kl_loss=False,
+        policy_loss=PolicyLossConfig(loss_mode=loss_mode),
+        **kw,
+    )
 
 
 def _tensors(seed: int = 0, b: int = 4, length: int = 7):
@@ -77,7 +84,9 @@ def test_on_policy_part_equals_verl_vanilla(agg):
     """he_mask = 0: herl_mixpolicy gives exactly veRL's compute_policy_loss_vanilla (value and metrics)."""
     old, new, adv, mask = _tensors()
     cfg_v = _actor_config("vanilla", loss_agg_mode=agg)
-    ref_loss, ref_m = core_algos.compute_policy_loss_vanilla(old, new, adv, mask, loss_agg_mode=agg, config=cfg_v)
+    ref_loss, ref_m = core_algos.compute_policy_loss_vanilla(
+        old, new, adv, mask, loss_agg_mode=agg, config=cfg_v
+    )
 
     cfg_h = _actor_config(LOSS_MODE, loss_agg_mode=agg)
     td = _micro_batch(old, new, adv, mask, he_rows=[])
@@ -111,14 +120,16 @@ def _micro_batch(old, new, adv, mask, he_rows, prompt_len: int = 3):
         he = torch.zeros(n, dtype=torch.int64)
         if i in he_rows:
             he[:] = 1
-        rows.append({
-            "prompts": torch.arange(1, prompt_len + 1),
-            "responses": torch.arange(10, 10 + n),
-            "response_mask": torch.ones(n, dtype=torch.int64),
-            "old_log_probs": old[i, :n],
-            "advantages": adv[i, :n],
-            "he_mask": he,
-        })
+        rows.append(
+            {
+                "prompts": torch.arange(1, prompt_len + 1),
+                "responses": torch.arange(10, 10 + n),
+                "response_mask": torch.ones(n, dtype=torch.int64),
+                "old_log_probs": old[i, :n],
+                "advantages": adv[i, :n],
+                "he_mask": he,
+            }
+        )
     td = tu.list_of_dict_to_tensordict(rows) if hasattr(tu, "list_of_dict_to_tensordict") else None
     # force the jagged layout for every per-token field, like TransferQueue's variable-length rows
     for k in ("prompts", "responses", "response_mask", "old_log_probs", "advantages", "he_mask"):
@@ -133,7 +144,7 @@ def _model_output(new, mask, prompt_len: int = 3):
     for i in range(new.shape[0]):
         n = int(mask[i].sum())
         full = torch.zeros(prompt_len + n)
-        full[prompt_len - 1: prompt_len - 1 + n] = new[i, :n]
+        full[prompt_len - 1 : prompt_len - 1 + n] = new[i, :n]
         seqs.append(full)
     return {"log_probs": torch.nested.as_nested_tensor(seqs, layout=torch.jagged)}
 
@@ -155,8 +166,9 @@ def test_outer_loss_applies_shaped_loss_on_he_rows(gamma):
     old, new, adv, mask = _tensors(2)
     he_rows = [0, 2]
     td = _micro_batch(old, new, adv, mask, he_rows=he_rows)
-    got, metrics = herl_ppo_loss(_actor_config(LOSS_MODE), _model_output(new, mask), td,
-                                 params=HeRLLossParams(gamma=gamma))
+    got, metrics = herl_ppo_loss(
+        _actor_config(LOSS_MODE), _model_output(new, mask), td, params=HeRLLossParams(gamma=gamma)
+    )
 
     ratio = torch.exp(torch.clamp(new - old, -20, 20))
     clipped = torch.maximum(-adv * ratio, -adv * torch.clamp(ratio, 0.8, 1.2))

@@ -18,10 +18,19 @@ JUDGE = {"endpoint": "https://judge.example/v1"}
 
 
 def _job(spec: dict, name: str = "run-1", namespace: str = "ml") -> HeRLJob:
-    base = {"model": {"path": "/models/qwen"}, "data": {"train": "/data/train.parquet", "val": "/data/val.parquet"}}
+    base = {
+        "model": {"path": "/models/qwen"},
+        "data": {"train": "/data/train.parquet", "val": "/data/val.parquet"},
+    }
     merged = {**base, **spec}
-    return HeRLJob.model_validate({"apiVersion": "herl.dev/v1alpha1", "kind": "HeRLJob",
-                                   "metadata": {"name": name, "namespace": namespace}, "spec": merged})
+    return HeRLJob.model_validate(
+        {
+            "apiVersion": "herl.dev/v1alpha1",
+            "kind": "HeRLJob",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": merged,
+        }
+    )
 
 
 def _parse(overrides: list[str]) -> dict[str, object]:
@@ -107,8 +116,9 @@ MEDICAL = {
 }
 
 
-@pytest.mark.parametrize(("preset", "expected"), [("official-if", {**COMMON, **IF}),
-                                                  ("official-medical", {**COMMON, **MEDICAL})])
+@pytest.mark.parametrize(
+    ("preset", "expected"), [("official-if", {**COMMON, **IF}), ("official-medical", {**COMMON, **MEDICAL})]
+)
 def test_official_presets_match_released_scripts(preset, expected):
     spec: dict = {"preset": preset}
     if preset == "official-medical":
@@ -134,13 +144,23 @@ def test_official_if_full_golden_list():
 
 
 def test_custom_spec_fixes_quirks_and_keeps_user_values():
-    job = _job({
-        "algorithm": {"groupSize": 4, "learningRate": 3e-6, "totalSteps": 100,
-                      "hindsight": {"gamma": 0.5, "revision": {"temperature": 0.7, "maxTokens": 512},
-                                    "incorporation": "append", "trainUnder": "instruction"}},
-        "resources": {"workers": 2, "gpusPerWorker": 8, "tensorParallel": 4},
-        "data": {"train": "/d/t.parquet", "maxPromptLength": 8192},
-    })
+    job = _job(
+        {
+            "algorithm": {
+                "groupSize": 4,
+                "learningRate": 3e-6,
+                "totalSteps": 100,
+                "hindsight": {
+                    "gamma": 0.5,
+                    "revision": {"temperature": 0.7, "maxTokens": 512},
+                    "incorporation": "append",
+                    "trainUnder": "instruction",
+                },
+            },
+            "resources": {"workers": 2, "gpusPerWorker": 8, "tensorParallel": 4},
+            "data": {"train": "/d/t.parquet", "maxPromptLength": 8192},
+        }
+    )
     got = _parse(job_to_verl_overrides(job))
     assert got["actor_rollout_ref.rollout.n"] == 4
     assert got["actor_rollout_ref.actor.optim.lr"] == pytest.approx(3e-6)
@@ -181,10 +201,16 @@ def test_hostile_path_is_one_literal_argv_element(tmp_path, monkeypatch):
 
     path = HOSTILE.replace(" ", "_")  # the API forbids whitespace in paths
     job_file = tmp_path / "job.yaml"
-    job_file.write_text(yaml.safe_dump({
-        "apiVersion": "herl.dev/v1alpha1", "kind": "HeRLJob", "metadata": {"name": "h"},
-        "spec": {"model": {"path": path}, "data": {"train": path}},
-    }))
+    job_file.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "herl.dev/v1alpha1",
+                "kind": "HeRLJob",
+                "metadata": {"name": "h"},
+                "spec": {"model": {"path": path}, "data": {"train": path}},
+            }
+        )
+    )
     captured = {}
 
     def fake_execv(exe, argv):
@@ -208,7 +234,7 @@ def _resolve(override: str) -> object:
     from omegaconf import OmegaConf
 
     value = _parse([override])
-    (_key, v), = value.items()
+    ((_key, v),) = value.items()
     return OmegaConf.create({"x": v}).x
 
 
@@ -227,10 +253,16 @@ def test_dry_run_prints_overrides(tmp_path, capsys):
     import herl.train as train
 
     job_file = tmp_path / "job.yaml"
-    job_file.write_text(yaml.safe_dump({
-        "apiVersion": "herl.dev/v1alpha1", "kind": "HeRLJob", "metadata": {"name": "d"},
-        "spec": {"preset": "official-if", "model": {"path": "/m"}, "data": {"train": "/t.parquet"}},
-    }))
+    job_file.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "herl.dev/v1alpha1",
+                "kind": "HeRLJob",
+                "metadata": {"name": "d"},
+                "spec": {"preset": "official-if", "model": {"path": "/m"}, "data": {"train": "/t.parquet"}},
+            }
+        )
+    )
     assert train.main(["--job", str(job_file), "--dry-run"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert "actor_rollout_ref.actor.policy_loss.loss_mode=herl_mixpolicy" in lines

@@ -35,9 +35,12 @@ ROLLOUT = RolloutSampling(temperature=1.0, top_p=1.0, top_k=-1, response_length=
 
 def _result(score: float, met: int, total: int = 2) -> RewardResult:
     cons = tuple(
-        ConstraintVerdict(id=f"c{i}", description=f"constraint number {i}", followed=i < met) for i in range(total)
+        ConstraintVerdict(id=f"c{i}", description=f"constraint number {i}", followed=i < met)
+        for i in range(total)
     )
-    return RewardResult(score=score, dense=score, all_met=met == total, constraints=cons, data_source="ifeval")
+    return RewardResult(
+        score=score, dense=score, all_met=met == total, constraints=cons, data_source="ifeval"
+    )
 
 
 def _batch(tokenizer, group_scores: list[list[float]]) -> DataProto:
@@ -61,24 +64,34 @@ def _batch(tokenizer, group_scores: list[list[float]]) -> DataProto:
     scores = torch.zeros((n, r_len))
     logp = torch.zeros((n, r_len))
     for i, (_, p, r, res) in enumerate(rows):
-        prompts[i, p_len - len(p):] = torch.tensor(p)
-        attn[i, p_len - len(p):p_len] = 1
-        responses[i, :len(r)] = torch.tensor(r)
-        attn[i, p_len:p_len + len(r)] = 1
+        prompts[i, p_len - len(p) :] = torch.tensor(p)
+        attn[i, p_len - len(p) : p_len] = 1
+        responses[i, : len(r)] = torch.tensor(r)
+        attn[i, p_len : p_len + len(r)] = 1
         scores[i, len(r) - 1] = res.score
-        logp[i, :len(r)] = -0.5
+        logp[i, : len(r)] = -0.5
     results = np.empty(n, dtype=object)
     results[:] = [res for *_, res in rows]
-    td = TensorDict({
-        "prompts": prompts, "responses": responses, "attention_mask": attn,
-        "input_ids": torch.cat([prompts, responses], 1),
-        "response_mask": attn[:, p_len:], "token_level_scores": scores, "rollout_log_probs": logp,
-    }, batch_size=[n])
-    return DataProto(batch=td, non_tensor_batch={
-        "uid": np.array([u for u, *_ in rows], dtype=object),
-        "data_source": np.array(["ifeval"] * n, dtype=object),
-        RESULT_FIELD: results,
-    })
+    td = TensorDict(
+        {
+            "prompts": prompts,
+            "responses": responses,
+            "attention_mask": attn,
+            "input_ids": torch.cat([prompts, responses], 1),
+            "response_mask": attn[:, p_len:],
+            "token_level_scores": scores,
+            "rollout_log_probs": logp,
+        },
+        batch_size=[n],
+    )
+    return DataProto(
+        batch=td,
+        non_tensor_batch={
+            "uid": np.array([u for u, *_ in rows], dtype=object),
+            "data_source": np.array(["ifeval"] * n, dtype=object),
+            RESULT_FIELD: results,
+        },
+    )
 
 
 class FakeEngine:
@@ -108,8 +121,15 @@ def _scorer(score: float):
 
 def _run(tokenizer, batch, cfg, engine, scorer, step=1):
     return apply_hindsight_to_dataproto(
-        batch, tokenizer=tokenizer, generate_tokens=engine, score_revisions=scorer, cfg=cfg,
-        rng=slot_rng(7, step), rollout=ROLLOUT, max_prompt_length=MAX_PROMPT, max_response_length=MAX_RESP,
+        batch,
+        tokenizer=tokenizer,
+        generate_tokens=engine,
+        score_revisions=scorer,
+        cfg=cfg,
+        rng=slot_rng(7, step),
+        rollout=ROLLOUT,
+        max_prompt_length=MAX_PROMPT,
+        max_response_length=MAX_RESP,
     )
 
 
@@ -247,7 +267,9 @@ def test_revision_without_eos_gets_one_and_is_truncated(tokenizer):
 def test_stage_disabled_is_identity(tokenizer):
     batch = _batch(tokenizer, [[0.5, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
     engine = FakeEngine(tokenizer)
-    out, _report = _run(tokenizer, batch, dataclasses.replace(HindsightConfig(), enabled=False), engine, _scorer(1.0))
+    out, _report = _run(
+        tokenizer, batch, dataclasses.replace(HindsightConfig(), enabled=False), engine, _scorer(1.0)
+    )
     assert engine.calls == []
     assert torch.equal(out.batch["token_level_scores"], batch.batch["token_level_scores"])
     assert out.batch["he_mask"].sum() == 0
