@@ -32,6 +32,17 @@ KUEUE_QUEUE = "kueue.x-k8s.io/queue-name"
 KUEUE_PRIORITY = "kueue.x-k8s.io/priority-class"
 MANAGED_BY = "herl-operator"
 METRICS_PORT_NAME = "herl-metrics"
+#: KubeRay's default head ports (controllers/ray/utils/constant.go). KubeRay fills the head Service with
+#: these only when the head container declares *no* ports (common/service.go ``getServicePorts``); as
+#: soon as we declare ``herl-metrics`` we must declare them too, or the Service has no ``dashboard``
+#: port, KubeRay never finds the dashboard, never submits, and the job sits in Provisioning.
+RAY_HEAD_PORTS = (("gcs-server", 6379), ("dashboard", 8265), ("client", 10001), ("metrics", 8080))
+#: The submitter pod's resources: KubeRay's own defaults for its default submitter (common/job.go); a
+#: custom template without them is refused in namespaces with a ResourceQuota.
+SUBMITTER_RESOURCES = {
+    "requests": {"cpu": "500m", "memory": "200Mi"},
+    "limits": {"cpu": "1", "memory": "1Gi"},
+}
 #: Env names the operator sets; user spec.env entries with these names are dropped (ours win).
 OWNED_ENV = frozenset(
     {
@@ -62,14 +73,24 @@ def configmap_name(job_name: str) -> str:
     return f"{rayjob_name(job_name)}-spec"
 
 
-def cleanup_job_name(job_name: str) -> str:
-    return f"{rayjob_name(job_name)}-ckpt-cleanup"
+def cleanup_job_name(job_name: str, uid: str | None = None) -> str:
+    """One cleanup Job per deleted HeRLJob (uid-suffixed: the same name deleted twice within the Job's
+    TTL still gets its own cleanup)."""
+    base = f"{rayjob_name(job_name)[:40].rstrip('-')}-ckpt-cleanup"
+    return f"{base}-{uid[:8]}" if uid else base
 
 
-def checkpoint_subpath(job: HeRLJob, namespace: str) -> str:
-    """Stable per-HeRLJob folder on the PVC, so every retry/preemption resumes from the same place."""
+def checkpoint_subpath(job: HeRLJob, namespace: str, uid: str | None = None) -> str:
+    """Stable per-HeRLJob folder on the PVC, so every retry/preemption resumes from the same place.
+
+    Keyed by the HeRLJob's uid: a job deleted and re-created under the same name is a new job, so it
+    neither resumes from the old one's checkpoints nor loses its own to the old one's cleanup Job
+    (retention Delete). A user-chosen ``pvc.subPath`` is used as given (docs/operator.md)."""
     pvc = job.spec.checkpoints_.pvc
-    return pvc.sub_path if pvc and pvc.sub_path else f"herl/{namespace}/{job.metadata.name}"
+    if pvc and pvc.sub_path:
+        return pvc.sub_path
+    base = f"herl/{namespace}/{job.metadata.name}"
+    return f"{base}/{uid}" if uid else base
 
 
 def labels(name: str, component: str | None = None) -> dict[str, str]:
@@ -199,7 +220,7 @@ def _env(job: HeRLJob, ctx: Context) -> list[JSON]:
     return env
 
 
-def _volumes(job: HeRLJob, namespace: str) -> tuple[list[JSON], list[JSON]]:
+def _volumes(job: HeRLJob, namespace: str, uid: str | None) -> tuple[list[JSON], list[JSON]]:
     res = job.spec.resources_
     vols: list[JSON] = [
         {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": res.shared_memory}},
@@ -216,7 +237,7 @@ def _volumes(job: HeRLJob, namespace: str) -> tuple[list[JSON], list[JSON]]:
             {
                 "name": "checkpoints",
                 "mountPath": CHECKPOINT_MOUNT,
-                "subPath": checkpoint_subpath(job, namespace),
+                "subPath": checkpoint_subpath(job, namespace, uid),
             }
         )
     return vols, mounts
@@ -224,7 +245,7 @@ def _volumes(job: HeRLJob, namespace: str) -> tuple[list[JSON], list[JSON]]:
 
 def _pod_template(job: HeRLJob, ctx: Context, *, head: bool) -> JSON:
     spec, res = job.spec, job.spec.resources_
-    vols, mounts = _volumes(job, ctx.namespace)
+    vols, mounts = _volumes(job, ctx.namespace, ctx.uid)
     if head:
         h = res.head
         cpu, mem = (h.cpu, h.memory) if h else ("4", "32Gi")
@@ -243,10 +264,11 @@ def _pod_template(job: HeRLJob, ctx: Context, *, head: bool) -> JSON:
         "env": _env(job, ctx),
         "volumeMounts": mounts,
     }
-    if head and spec.metrics_.enabled:
-        container["ports"] = [
-            {"name": METRICS_PORT_NAME, "containerPort": spec.metrics_.port, "protocol": "TCP"}
-        ]
+    if head:
+        ports = [{"name": n, "containerPort": p, "protocol": "TCP"} for n, p in RAY_HEAD_PORTS]
+        if spec.metrics_.enabled:
+            ports.append({"name": METRICS_PORT_NAME, "containerPort": spec.metrics_.port, "protocol": "TCP"})
+        container["ports"] = ports
     pod: JSON = {"containers": [container], "volumes": vols}
     if res.service_account_name:
         pod["serviceAccountName"] = res.service_account_name
@@ -329,6 +351,7 @@ def build_rayjob(job: HeRLJob, ctx: Context) -> JSON:
                         "name": "ray-job-submitter",
                         "image": res.image,
                         "imagePullPolicy": res.image_pull_policy,
+                        "resources": SUBMITTER_RESOURCES,
                     }
                 ],
             },
@@ -348,7 +371,7 @@ def build_cleanup_job(job: HeRLJob, ctx: Context) -> JSON | None:
     if ck.retention != "Delete" or ck.pvc is None:
         return None
     res = job.spec.resources_
-    meta = _metadata(job, Context(ctx.namespace), cleanup_job_name(job.metadata.name), "checkpoint-cleanup")
+    meta = _metadata(job, Context(ctx.namespace), cleanup_job_name(job.metadata.name, ctx.uid), "checkpoint-cleanup")
     pod: JSON = {
         "restartPolicy": "Never",
         "containers": [
@@ -361,7 +384,7 @@ def build_cleanup_job(job: HeRLJob, ctx: Context) -> JSON | None:
                     {
                         "name": "checkpoints",
                         "mountPath": CHECKPOINT_MOUNT,
-                        "subPath": checkpoint_subpath(job, ctx.namespace),
+                        "subPath": checkpoint_subpath(job, ctx.namespace, ctx.uid),
                     }
                 ],
             }

@@ -74,14 +74,26 @@ def build_registry(config: OperatorConfig | None = None) -> tuple[kopf.OperatorR
     registry = kopf.OperatorRegistry()
     rt = Runtime(config=config, metrics=OperatorMetrics())
 
+    def credentials(logger: logging.Logger | None = None) -> kopf.ConnectionInfo | None:
+        """Read the credentials afresh: the service account's token file is rotated by the kubelet,
+        and a kubeconfig may be rewritten, so every (re-)login reads them again."""
+        if config.server:
+            return kopf.ConnectionInfo(server=config.server, insecure=True)
+        logger = logger or log
+        return kopf.login_with_service_account(logger=logger) or kopf.login_with_kubeconfig(logger=logger)
+
     @kopf.on.login(registry=registry)
     def login(logger: logging.Logger, **_: Any) -> kopf.ConnectionInfo | None:
-        if config.server:
-            info = kopf.ConnectionInfo(server=config.server, insecure=True)
-        else:
-            info = kopf.login_with_service_account(logger=logger) or kopf.login_with_kubeconfig(logger=logger)
-        if info is not None:
-            rt.client = KubeClient.from_connection(info, max_concurrency=config.client_concurrency)
+        """kopf runs this at start and again after any 401. The first login builds the client and
+        the reconciler; a re-login only swaps the credentials of that same client, so the resync
+        loop and the caches (bound to it) go on with the new token instead of the expired one."""
+        info = credentials(logger)
+        if info is None:
+            return None
+        if rt.client is None:
+            rt.client = KubeClient.from_connection(
+                info, refresh=credentials, max_concurrency=config.client_concurrency
+            )
             rt.reconciler = Reconciler(
                 rt.client,
                 metrics=rt.metrics,
@@ -89,6 +101,8 @@ def build_registry(config: OperatorConfig | None = None) -> tuple[kopf.OperatorR
                 post_event=_post_event,
                 config=Config(resync_seconds=config.resync_seconds),
             )
+        else:
+            rt.client.update(info)
         return info
 
     @kopf.on.startup(registry=registry)

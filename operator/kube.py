@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import json
 import os
 import ssl
 import tempfile
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import aiohttp
@@ -101,13 +103,33 @@ class KubeClient:
         self._session: aiohttp.ClientSession | None = None
         self._sem = asyncio.Semaphore(max_concurrency)
         self.calls: collections.Counter[tuple[str, str]] = collections.Counter()
+        self._refresh: Callable[[], Credentials | None] | None = None
+        self.relogins = 0
 
     @classmethod
-    def from_connection(cls, info: Credentials, **kwargs: Any) -> KubeClient:
-        headers = {}
+    def from_connection(
+        cls, info: Credentials, *, refresh: Callable[[], Credentials | None] | None = None, **kwargs: Any
+    ) -> KubeClient:
+        """A client for kopf's connection info; ``refresh`` re-reads credentials after a 401."""
+        client = cls(info.server, **kwargs)
+        client.update(info)
+        client._refresh = refresh
+        return client
+
+    def update(self, info: Credentials) -> None:
+        """Use new credentials from now on (kopf re-ran its login after a 401, or our own 401 did):
+        a rotated service-account token or a rewritten kubeconfig replaces the expired one. The old
+        session closes in the background; the next request opens a new one."""
+        headers = {k: v for k, v in self._headers.items() if k != "Authorization"}
         if info.token:
             headers["Authorization"] = f"{info.scheme or 'Bearer'} {info.token}"
-        return cls(info.server, headers=headers, ssl_ctx=ssl_context(info), **kwargs)
+        self.server = info.server.rstrip("/")
+        self._headers = headers
+        self._ssl = ssl_context(info)
+        old, self._session = self._session, None
+        if old is not None and not old.closed:
+            with contextlib.suppress(RuntimeError):  # no running loop (sync callers): GC closes it
+                asyncio.get_running_loop().create_task(old.close())
 
     async def close(self) -> None:
         if self._session is not None:
@@ -122,7 +144,21 @@ class KubeClient:
             )
         return self._session
 
-    async def _request(
+    async def _request(self, verb: str, res: Resource, method: str, path: str, *args: Any, **kwargs: Any) -> JSON:
+        """One API call; on 401 the credentials are read again (once) and the call retried."""
+        try:
+            return await self._request_once(verb, res, method, path, *args, **kwargs)
+        except ApiError as exc:
+            if exc.status != 401 or self._refresh is None:
+                raise
+            info = self._refresh()
+            if info is None:
+                raise
+            self.update(info)
+            self.relogins += 1
+            return await self._request_once(verb, res, method, path, *args, **kwargs)
+
+    async def _request_once(
         self,
         verb: str,
         res: Resource,

@@ -9,6 +9,7 @@ leaves the last progress in place. The URL resolver is injectable so tests serve
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -60,7 +61,9 @@ def parse_metrics(text: str, job_name: str, namespace: str) -> tuple[JSON, int |
             ):
                 continue
             value = sample.value
-            if value != value:  # NaN: nothing reported yet
+            # NaN: nothing reported yet. ±Inf: a diverged trainer; JSON has no Inf, and one would make
+            # the apiserver refuse the whole status patch (phase and conditions with it).
+            if not math.isfinite(value):
                 continue
             if sample.name in PROGRESS_FIELDS:
                 key = PROGRESS_FIELDS[sample.name]

@@ -92,6 +92,14 @@ RULES: tuple[Rule, ...] = (
         "the reconciler writes phase, conditions, attempts, progress (merge patch on /status)",
     ),
     Rule(
+        "herl.dev",
+        "herljobs/finalizers",
+        ("update",),
+        "our children's owner references set blockOwnerDeletion; with the OwnerReferencesPermission"
+        "Enforcement admission plugin (OpenShift, hardened clusters) that needs update on the owner's "
+        "finalizers, else every child create is refused with 403",
+    ),
+    Rule(
         "ray.io",
         "rayjobs",
         ("get", "list", "watch", "create", "patch", "delete"),

@@ -107,6 +107,24 @@ def is_ours(obj: JSON, name: str, uid: str | None) -> bool:
     return True
 
 
+#: Backoff of child creates after a permanent refusal (seconds): doubles from BASE up to MAX.
+REFUSAL_BACKOFF_BASE = 5.0
+REFUSAL_BACKOFF_MAX = 300.0
+
+
+@dataclass(frozen=True)
+class Refusal:
+    count: int
+    retry_at: float  # time.monotonic()
+    reason: str
+    message: str
+
+
+def _permanent(exc: ApiError) -> bool:
+    """A 4xx that retrying at once will not fix (409 is handled as "exists" where it can occur)."""
+    return 400 <= exc.status < 500 and exc.status not in (408, 409, 429)
+
+
 @dataclass
 class Config:
     resync_seconds: float = 30.0
@@ -137,6 +155,7 @@ class Reconciler:
         # The last status we wrote, per job. The operator is the only writer of status, so this is
         # fresher than a watch event that may still carry an older echo of our own write.
         self.written: dict[Key, JSON] = {}
+        self._refusals: dict[Key, Refusal] = {}
         self.last_resync: float = time.monotonic()
 
     # ---- cache feeding (from kopf watch events) --------------------------------------------------
@@ -237,22 +256,40 @@ class Reconciler:
             )
             terminal = prev_phase in TERMINAL_PHASES and prev_reason not in ("InvalidSpec", "RayJobConflict")
             if rayjob is None and not terminal:
-                rayjob, conflict = await self._ensure_children(job, ctx, body)
-                if conflict:
-                    obs_kw["conflict"] = conflict
+                refused = self._refusals.get(key)
+                if refused is not None and time.monotonic() < refused.retry_at:
+                    obs_kw["child_error"] = (refused.reason, refused.message)  # still backing off
+                else:
+                    try:
+                        rayjob, conflict = await self._ensure_children(job, ctx, body)
+                    except ApiError as exc:
+                        if not _permanent(exc):
+                            raise
+                        obs_kw["child_error"] = self._refused(key, body, "Create", exc)
+                    else:
+                        self._refusals.pop(key, None)
+                        if conflict:
+                            obs_kw["conflict"] = conflict
             elif rayjob is not None and not is_ours(rayjob, name, uid):
                 obs_kw["conflict"] = f"RayJob {ns}/{rayjob['metadata'].get('name')} exists and is not ours"
                 rayjob = None
             if rayjob is not None and "conflict" not in obs_kw:
-                rayjob, ignored = await self._apply_safe_edits(job, rayjob, body)
+                try:
+                    rayjob, ignored = await self._apply_safe_edits(job, rayjob, body)
+                except ApiError as exc:
+                    if not _permanent(exc):
+                        raise
+                    obs_kw["child_error"] = self._refused(key, body, "Patch", exc)
+                    ignored = ()
                 if ignored:
                     obs_kw["ignored_fields"] = ignored
-                if periodic and self.puller is not None and job.spec.metrics_.enabled:
+                running = (rayjob.get("status") or {}).get("jobDeploymentStatus") == "Running"
+                if periodic and running and self.puller is not None and job.spec.metrics_.enabled:
                     progress, ck_step = await self.puller.pull(ns, name, rayjob, job.spec.metrics_.port, now)
                     if progress:
                         obs_kw["progress"] = progress
                     if ck_step is not None and ck_step > 0:
-                        obs_kw["checkpoint"] = self._checkpoint(job, ns, ck_step, prev, now)
+                        obs_kw["checkpoint"] = self._checkpoint(job, ns, uid, ck_step, prev, now)
 
         status = derive_status(job, rayjob, prev, now, generation=generation, obs=Observation(**obs_kw))
 
@@ -278,13 +315,30 @@ class Reconciler:
             self._announce(body, prev, status)
         self._export(key, status)
 
-    def _checkpoint(self, job: HeRLJob, ns: str, step: int, prev: JSON, now: datetime) -> JSON:
+    def _refused(self, key: Key, body: JSON, verb: str, exc: ApiError) -> tuple[str, str]:
+        """A permanent refusal of a child create/patch (403 RBAC, 422 schema, a denying webhook):
+        remember it for the status (condition ChildrenSynced=False), post one Event per distinct
+        message, and back off exponentially (5 s … 5 min) before the next create."""
+        reason = f"RayJob{verb}Refused"
+        message = f"the API server refused to {verb.lower()} a child of this job: {exc.status} {exc.reason}: {exc.message}"
+        old = self._refusals.get(key)
+        count = old.count + 1 if old else 1
+        delay = min(REFUSAL_BACKOFF_MAX, REFUSAL_BACKOFF_BASE * 2 ** (count - 1))
+        self._refusals[key] = Refusal(count, time.monotonic() + delay, reason, message[:1000])
+        if old is None or old.message != message[:1000]:
+            self.post_event(body, "Warning", reason, message[:1000])
+            log.warning("%s/%s: %s", key[0], key[1], message)
+        return reason, message[:1000]
+
+    def _checkpoint(
+        self, job: HeRLJob, ns: str, uid: str | None, step: int, prev: JSON, now: datetime
+    ) -> JSON:
         ck = job.spec.checkpoints_
         root = (
             ck.uri.rstrip("/")
             if ck.uri
             else (
-                f"pvc://{ck.pvc.claim_name}/{b.checkpoint_subpath(job, ns)}" if ck.pvc else b.CHECKPOINT_MOUNT
+                f"pvc://{ck.pvc.claim_name}/{b.checkpoint_subpath(job, ns, uid)}" if ck.pvc else b.CHECKPOINT_MOUNT
             )
         )
         old = prev.get("lastCheckpoint") or {}
@@ -439,12 +493,13 @@ class Reconciler:
             await self.client.delete(rbac.CONFIGMAPS, ns, b.configmap_name(name))
             job, _ = self._validate(key, body)
             if job is not None:
-                cleanup = b.build_cleanup_job(job, b.Context(namespace=ns))
+                cleanup = b.build_cleanup_job(job, b.Context(namespace=ns, uid=uid))
                 if cleanup is not None:
                     with contextlib.suppress(ApiError):
                         await self.client.create(rbac.JOBS, ns, cleanup)
             self._valid.pop(key, None)
             self.written.pop(key, None)
+            self._refusals.pop(key, None)
             self.metrics.remove_job(ns, name)
             if self.puller is not None:
                 self.puller.forget(key)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from herl.api.model import HeRLJob
@@ -33,6 +33,7 @@ CONDITION_TYPES = (
     "Failed",
     "CheckpointAvailable",
     "SpecChangeIgnored",
+    "ChildrenSynced",
 )
 _PHASE_CONDITION = {
     "Queued": "Queued",
@@ -104,6 +105,7 @@ class Observation:
     invalid: tuple[tuple[str, str], ...] = ()  # (field path, message) from validate_document
     conflict: str | None = None  # a RayJob/ConfigMap with our name exists and is not ours
     ignored_fields: tuple[str, ...] = ()  # spec fields changed after start that cannot apply now
+    child_error: tuple[str, str] | None = None  # (reason, message): a child create/patch was refused
     progress: JSON | None = None  # wire-format Progress pulled from the trainer
     checkpoint: JSON | None = None  # wire-format CheckpointStatus
     extra: JSON = field(default_factory=dict)
@@ -143,7 +145,9 @@ def map_rayjob(job: HeRLJob | None, rayjob: JSON | None) -> PhaseView:
         return PhaseView("Failed", "RayJobValidationFailed", message or "KubeRay rejected the RayJob")
     if jds == "Retrying":
         return PhaseView("Retrying", "Retrying", message or "attempt failed; KubeRay starts a new cluster")
-    if jds in ("Suspending", "Suspended") or (jds in ("", "New") and suspended_spec):
+    # KubeRay 1.4–1.7 take a RayJob *created* suspended through New → Initializing → Suspending →
+    # Suspended (rayjob_controller.go): while spec.suspend is set, Initializing provisions nothing.
+    if jds in ("Suspending", "Suspended") or (jds in ("", "New", "Initializing") and suspended_spec):
         if user_suspend:
             return PhaseView("Suspended", "SuspendedByUser", "spec.runPolicy.suspend is true")
         if queued:
@@ -195,9 +199,16 @@ def update_attempts(job: HeRLJob | None, rayjob: JSON | None, attempts: list[JSO
     cluster, start = st.get("rayClusterName") or None, st.get("startTime") or None
     reason, message = st.get("reason") or None, st.get("message") or None
     open_ = attempts[-1] if attempts and attempts[-1].get("result") == "Running" else None
-    failed_seen = sum(1 for a in attempts if a.get("result") in ("Retried", "Failed"))
+    # A folded entry (see fold_attempts) stands for attempts 0..index; counted as failed ones.
+    failed_seen = sum(
+        int(a.get("index", 0)) + 1 if a.get("reason") == "AttemptsFolded" else 1
+        for a in attempts
+        if a.get("result") in ("Retried", "Failed")
+    )
     name = (rayjob.get("metadata") or {}).get("name")
 
+    if jds == "Initializing" and open_ is None and (rayjob.get("spec") or {}).get("suspend"):
+        return  # created suspended: KubeRay passes Initializing on its way to Suspended; no attempt
     if jds in ("Initializing", "Running", "Waiting"):
         new = open_ is None or bool(
             (start and open_.get("startTime") and start != open_.get("startTime"))
@@ -208,7 +219,7 @@ def update_attempts(job: HeRLJob | None, rayjob: JSON | None, attempts: list[JSO
                 retried = int(st.get("failed") or 0) > failed_seen
                 _close(open_, "Retried" if retried else "Suspended", now)
             att: JSON = {
-                "index": len(attempts),
+                "index": int(attempts[-1].get("index", len(attempts) - 1)) + 1 if attempts else 0,
                 "rayJobName": name,
                 "startTime": start or iso(now),
                 "result": "Running",
@@ -258,6 +269,38 @@ def update_attempts(job: HeRLJob | None, rayjob: JSON | None, attempts: list[JSO
         )
     elif jds in ("Failed", "ValidationFailed"):
         _close(open_, "Failed", now, clean_reason(reason, "DeploymentFailed"), message, end=st.get("endTime"))
+
+
+#: status.attempts keeps at most this many entries (an object's size is bounded by etcd's 1.5 MiB).
+MAX_ATTEMPTS = 32
+
+
+def fold_attempts(attempts: list[JSON], keep: int = MAX_ATTEMPTS) -> None:
+    """Bound ``attempts`` in place: the oldest closed ones fold into one entry whose duration is the
+    sum of theirs, so GPU-seconds and the total budget (both recomputed from timestamps) stay exact."""
+    if len(attempts) <= keep:
+        return
+    n = len(attempts) - keep + 1
+    folded = attempts[:n]
+    seconds = 0.0
+    for att in folded:
+        start, end = parse_time(att.get("startTime")), parse_time(att.get("endTime"))
+        if start and end:
+            seconds += max(0.0, (end - start).total_seconds())
+    first = folded[0]
+    start = parse_time(first.get("startTime")) or datetime.now(UTC)
+    summary: JSON = {
+        "index": folded[-1].get("index", n - 1),
+        "rayJobName": folded[-1].get("rayJobName"),
+        "startTime": iso(start),
+        "endTime": iso(start + timedelta(seconds=round(seconds))),
+        "result": folded[-1].get("result") or "Retried",
+        "reason": "AttemptsFolded",
+        "message": f"attempts {first.get('index', 0)}–{folded[-1].get('index', n - 1)} folded into one "
+        f"entry (status keeps {keep}); its duration is the sum of theirs",
+        "gpuSeconds": 0.0,
+    }
+    attempts[:n] = [{k: v for k, v in summary.items() if v is not None}]
 
 
 def _account(job: HeRLJob | None, attempts: list[JSON], now: datetime) -> float:
@@ -313,6 +356,10 @@ def _conditions(view: PhaseView, status: JSON, obs: Observation) -> list[tuple[s
         )
     else:
         out.append(("SpecChangeIgnored", "False", "NoIgnoredChanges", ""))
+    if obs.child_error:
+        out.append(("ChildrenSynced", "False", obs.child_error[0], _msg(obs.child_error[1])))
+    else:
+        out.append(("ChildrenSynced", "True", "ChildrenInSync", ""))
     return out
 
 
@@ -373,10 +420,13 @@ def derive_status(
         # Terminal stays terminal: the RayJob may be gone (budget stop, manual delete).
         reason = (prev_failed or {}).get("reason") or prev["phase"]
         view = PhaseView(prev["phase"], reason, (prev_failed or {}).get("message", ""))
+    elif obs.child_error and rayjob is None:
+        view = PhaseView("Pending", obs.child_error[0], _msg(obs.child_error[1]))
     else:
         update_attempts(job, rayjob, attempts, now)
         view = map_rayjob(job, rayjob)
 
+    fold_attempts(attempts)
     spent = _account(job, attempts, now)
     budget = job.spec.run_policy_.total_budget_seconds if job else None
     if budget and spent >= budget and view.phase not in TERMINAL_PHASES:
@@ -402,7 +452,7 @@ def derive_status(
         status["rayJobName"] = prev["rayJobName"]
     if attempts:
         status["attempts"] = attempts
-    status["attemptCount"] = len(attempts)
+    status["attemptCount"] = int(attempts[-1].get("index", len(attempts) - 1)) + 1 if attempts else 0
     first = attempts[0].get("startTime") if attempts else None
     if prev.get("startTime") or first:
         status["startTime"] = prev.get("startTime") or first

@@ -243,9 +243,12 @@ RULES: tuple[Rule, ...] = (
 )
 
 # Root-level rule: object metadata can only be checked from the top of the schema.
+# The apiserver itself only requires a DNS-1123 *subdomain* (dots allowed); the derived RayJob, its
+# Service and pods need a DNS-1035 *label*, so the name must be one too.
 NAME_RULE = {
-    "rule": "self.metadata.name.size() <= 40",
-    "message": "metadata.name must be at most 40 characters (derived RayJob names must fit 47)",
+    "rule": "self.metadata.name.size() <= 40 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
+    "message": "metadata.name must be a DNS-1035 label (lowercase letters, digits and '-', starting with a "
+    "letter, ending with a letter or digit) of at most 40 characters (derived RayJob names must fit 47)",
     "reason": "FieldValueInvalid",
 }
 

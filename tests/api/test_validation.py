@@ -13,94 +13,11 @@ from typing import Any
 
 import pytest
 from api_admission import admission_errors, cel_failures, schema_errors
-from api_support import base_doc, with_changes
+from api_support import INVALID, base_doc, with_changes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from herl.api.validate import validate_document
-
-# (case id, edits to the base document, field path that must be named)
-INVALID: list[tuple[str, dict[str, Any], str]] = [
-    ("group-size-too-small", {"spec.algorithm.groupSize": 1}, "spec.algorithm.groupSize"),
-    ("group-size-not-a-number", {"spec.algorithm.groupSize": "eight"}, "spec.algorithm.groupSize"),
-    ("learning-rate-zero", {"spec.algorithm.learningRate": 0}, "spec.algorithm.learningRate"),
-    ("dual-clip-not-above-one", {"spec.algorithm.dualClipC": 1.0}, "spec.algorithm.dualClipC"),
-    (
-        "incorporation-unknown",
-        {"spec.algorithm.hindsight.incorporation": "prepend"},
-        "spec.algorithm.hindsight.incorporation",
-    ),
-    (
-        "bonus-alpha-above-one",
-        {"spec.algorithm.hindsight.bonus": {"alpha": 1.5}},
-        "spec.algorithm.hindsight.bonus.alpha",
-    ),
-    ("unknown-field-typo", {"spec.algorithm.groupsize": 8}, "spec.algorithm.groupsize"),
-    ("unknown-preset", {"spec.preset": "official"}, "spec.preset"),
-    ("missing-model", {"spec.model": ...}, "spec.model"),
-    ("model-path-with-space", {"spec.model.path": "/models/my model"}, "spec.model.path"),
-    ("name-too-long", {"metadata.name": "a" * 41}, "metadata.name"),
-    ("train-data-missing", {"spec.data.train": ...}, "spec.data.train"),
-    ("synthetic-settings-for-parquet", {"spec.data.synthetic": {"numPrompts": 8}}, "spec.data.synthetic"),
-    ("mini-batch-not-dividing", {"spec.algorithm.miniBatchSize": 48}, "spec.algorithm.miniBatchSize"),
-    ("judge-missing-for-rubric", {"spec.reward": {"type": "rubric-judge"}}, "spec.reward.judge"),
-    (
-        "judge-endpoint-not-http",
-        {"spec.reward": {"type": "rubric-judge", "judge": {"endpoint": "ftp://x"}}},
-        "spec.reward.judge.endpoint",
-    ),
-    (
-        "secret-ref-without-key",
-        {
-            "spec.reward": {
-                "type": "rubric-judge",
-                "judge": {"endpoint": "https://x/v1", "apiKeySecretRef": {"name": "s"}},
-            }
-        },
-        "spec.reward.judge.apiKeySecretRef.key",
-    ),
-    ("hindsight-prompt-does-not-fit", {"spec.data.maxPromptLength": 1024}, "spec.data.maxPromptLength"),
-    (
-        "revision-longer-than-response",
-        {"spec.algorithm.hindsight.revision": {"maxTokens": 4096}},
-        "spec.algorithm.hindsight.revision.maxTokens",
-    ),
-    (
-        "tensor-parallel-not-dividing",
-        {"spec.resources": {"gpusPerWorker": 4, "tensorParallel": 3}},
-        "spec.resources.tensorParallel",
-    ),
-    ("image-with-shell", {"spec.resources": {"image": "repo/img:$(id)"}}, "spec.resources.image"),
-    (
-        "shared-memory-not-a-quantity",
-        {"spec.resources": {"sharedMemory": "lots"}},
-        "spec.resources.sharedMemory",
-    ),
-    (
-        "two-checkpoint-stores",
-        {"spec.checkpoints": {"pvc": {"claimName": "ckpt"}, "uri": "s3://b/p"}},
-        "spec.checkpoints",
-    ),
-    ("checkpoint-uri-scheme", {"spec.checkpoints": {"uri": "http://b/p"}}, "spec.checkpoints.uri"),
-    (
-        "budget-below-attempt",
-        {"spec.runPolicy": {"totalBudgetSeconds": 60, "attemptDeadlineSeconds": 600}},
-        "spec.runPolicy.totalBudgetSeconds",
-    ),
-    ("queue-name-uppercase", {"spec.queue": {"name": "TeamA"}}, "spec.queue.name"),
-    (
-        "override-reserved-key",
-        {"spec.verlOverrides": ["trainer.default_local_dir=/tmp/x"]},
-        "spec.verlOverrides",
-    ),
-    ("override-with-newline", {"spec.verlOverrides": ["a.b=1\nrm -rf /"]}, "spec.verlOverrides[0]"),
-    (
-        "env-value-and-secret",
-        {"spec.env": [{"name": "A", "value": "1", "secretKeyRef": {"name": "s", "key": "k"}}]},
-        "spec.env",
-    ),
-    ("metrics-port-privileged", {"spec.metrics": {"port": 80}}, "spec.metrics.port"),
-]
 
 
 def test_there_are_at_least_twenty_distinct_cases() -> None:

@@ -141,7 +141,7 @@ def test_pvc_checkpoint_mount_env_and_secrets() -> None:
         if job.spec.checkpoints_.pvc:
             assert env["HERL_CHECKPOINT_DIR"]["value"] == "/checkpoints"
             mount = next(m for m in c["volumeMounts"] if m["name"] == "checkpoints")
-            assert mount["subPath"] == b.checkpoint_subpath(job, doc["metadata"]["namespace"])
+            assert mount["subPath"] == b.checkpoint_subpath(job, doc["metadata"]["namespace"], "0b7c-uid")
         judge = job.spec.reward_.judge
         if judge and judge.api_key_secret_ref:
             assert (
@@ -224,7 +224,29 @@ def test_queue_labels_suspend_and_deadline() -> None:
     assert worker["nodeSelector"]["nvidia.com/gpu.product"] == "NVIDIA-H100-80GB-HBM3"
     assert worker["tolerations"][0]["key"] == "nvidia.com/gpu"
     head = rj["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
-    assert head["ports"][0]["name"] == "herl-metrics"
+    ports = {p["name"]: p["containerPort"] for p in head["ports"]}
+    # KubeRay adds its default head ports only when a container declares none (kuberay#5179): ours
+    # must come with dashboard/GCS/client, or KubeRay never finds the dashboard and never submits.
+    assert ports == {
+        "gcs-server": 6379,
+        "dashboard": 8265,
+        "client": 10001,
+        "metrics": 8080,
+        "herl-metrics": 9400,
+    }
+    doc["spec"]["metrics"] = {"enabled": False}
+    rj, _ = _build(doc)
+    head = rj["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
+    assert {p["name"] for p in head["ports"]} == {"gcs-server", "dashboard", "client", "metrics"}
+
+
+def test_custom_submitter_has_resources() -> None:
+    """A submitter template without resources is refused in namespaces with a ResourceQuota."""
+    doc = yaml.safe_load((SAMPLES / "if-qwen2.5-7b.yaml").read_text())
+    doc["spec"]["resources"]["serviceAccountName"] = "trainer"
+    rj, _ = _build(doc)
+    container = rj["spec"]["submitterPodTemplate"]["spec"]["containers"][0]
+    assert container["resources"]["requests"] and container["resources"]["limits"]
 
 
 def test_render_prints_configmap_and_rayjob() -> None:

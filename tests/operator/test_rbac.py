@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import yaml
 from herl_operator import rbac
 from herl_operator.handlers import OperatorConfig, build_registry
 from herl_operator.kube import KubeClient
@@ -72,8 +73,21 @@ def _kopf_needs() -> set[tuple[str, str, str]]:
     return out
 
 
+def _admission_needs() -> set[tuple[str, str, str]]:
+    """OwnerReferencesPermissionEnforcement: blockOwnerDeletion on a child needs update on the owner's
+    finalizers (proven on the real apiserver by tests/e2e)."""
+    from herl_operator import builders
+
+    from herl.api.model import HeRLJob
+
+    doc = yaml.safe_load((REPO / "manifests/samples/if-qwen2.5-7b.yaml").read_text())
+    rj = builders.build_rayjob(HeRLJob.model_validate(doc), builders.Context(namespace="ns", uid="u-1"))
+    blocking = any(r.get("blockOwnerDeletion") for r in rj["metadata"].get("ownerReferences", []))
+    return {("herl.dev", "herljobs/finalizers", "update")} if blocking else set()
+
+
 def test_rbac_table_matches_the_code_exactly() -> None:
-    derived = _client_calls() | _kopf_needs()
+    derived = _client_calls() | _kopf_needs() | _admission_needs()
     declared = rbac.permissions()
     assert derived - declared == set(), f"used but not declared: {sorted(derived - declared)}"
     assert declared - derived == set(), f"declared but unused: {sorted(declared - derived)}"

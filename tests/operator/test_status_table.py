@@ -208,3 +208,78 @@ def test_hostile_reasons_and_long_messages_are_sanitised() -> None:
     HeRLJobStatus.model_validate(st)
     failed = next(c for c in st["conditions"] if c["type"] == "Failed")
     assert failed["reason"] == "badreasonx" and len(failed["message"]) <= s.MAX_MESSAGE
+
+
+@pytest.mark.parametrize("queue", [True, False])
+def test_created_suspended_passes_initializing_without_provisioning_or_attempt(queue: bool) -> None:
+    """KubeRay 1.4–1.7: a RayJob created with suspend=true goes New → Initializing → Suspending →
+    Suspended. No Provisioning flap and no phantom attempt on the way."""
+    job = _job(queue=queue, suspend=not queue)
+    prev: dict[str, Any] = {}
+    phases = []
+    for minute, jds in enumerate(("New", "Initializing", "Suspending", "Suspended")):
+        prev = _step(job, _rj(jds, suspend=True, rayClusterName=""), prev, minute)
+        phases.append(prev["phase"])
+    want = "Queued" if queue else "Suspended"
+    assert phases == [want] * 4
+    assert prev["attemptCount"] == 0 and "attempts" not in prev
+    # Unsuspended (Kueue admits, or the user resumes): Initializing now provisions; one attempt opens.
+    prev = _step(_job(queue=queue), _rj("Initializing", suspend=False), prev, 5)
+    assert prev["phase"] == "Provisioning" and prev["attemptCount"] == 1
+
+
+def test_attempts_are_bounded_and_gpu_hours_and_budget_stay_exact() -> None:
+    job = _job(queue=False)
+    attempts = [
+        {
+            "index": i,
+            "rayJobName": "rj",
+            "result": "Retried",
+            "startTime": s.iso(NOW + timedelta(hours=i)),
+            "endTime": s.iso(NOW + timedelta(hours=i, minutes=30)),
+            "gpuSeconds": 0.0,
+        }
+        for i in range(s.MAX_ATTEMPTS + 8)
+    ]
+    prev = {"phase": "Retrying", "attempts": attempts}
+    st = s.derive_status(job, _rj("Retrying", suspend=False), prev, NOW + timedelta(days=3))
+    assert len(st["attempts"]) == s.MAX_ATTEMPTS
+    assert st["attemptCount"] == s.MAX_ATTEMPTS + 8
+    assert st["attempts"][0]["reason"] == "AttemptsFolded"
+    # 40 half-hour attempts on 4 GPUs = 80 GPU-hours, folded or not.
+    assert st["gpuHours"] == pytest.approx((s.MAX_ATTEMPTS + 8) * 0.5 * 4)
+    HeRLJobStatus.model_validate(st)
+    # A new attempt continues the numbering after the fold.
+    st2 = s.derive_status(
+        job,
+        _rj("Running", "RUNNING", startTime=s.iso(NOW + timedelta(days=4)), rayClusterName="c9"),
+        st,
+        NOW + timedelta(days=4),
+    )
+    assert st2["attempts"][-1]["index"] == s.MAX_ATTEMPTS + 8
+    assert st2["attemptCount"] == s.MAX_ATTEMPTS + 9
+
+
+def test_refused_child_create_gives_pending_with_condition() -> None:
+    obs = s.Observation(child_error=("RayJobCreateRefused", "403 Forbidden: no"))
+    st = s.derive_status(_job(queue=False), None, {}, NOW, generation=3, obs=obs)
+    assert st["phase"] == "Pending"
+    cond = next(c for c in st["conditions"] if c["type"] == "ChildrenSynced")
+    assert (cond["status"], cond["reason"], cond["observedGeneration"]) == ("False", "RayJobCreateRefused", 3)
+    ok = s.derive_status(_job(queue=False), _rj("Running", "RUNNING"), st, NOW)
+    assert next(c for c in ok["conditions"] if c["type"] == "ChildrenSynced")["status"] == "True"
+
+
+def test_infinite_progress_never_reaches_status() -> None:
+    from herl_operator.progress import parse_metrics
+
+    text = (
+        "# TYPE herl_reward_score_mean gauge\n"
+        'herl_reward_score_mean{herl_job="j",namespace="n"} +Inf\n'
+        "# TYPE herl_training_step gauge\n"
+        'herl_training_step{herl_job="j",namespace="n"} Inf\n'
+        "# TYPE herl_training_total_steps gauge\n"
+        'herl_training_total_steps{herl_job="j",namespace="n"} 100\n'
+    )
+    progress, _ = parse_metrics(text, "j", "n")
+    assert progress == {"totalSteps": 100}
