@@ -371,7 +371,9 @@ def build_cleanup_job(job: HeRLJob, ctx: Context) -> JSON | None:
     if ck.retention != "Delete" or ck.pvc is None:
         return None
     res = job.spec.resources_
-    meta = _metadata(job, Context(ctx.namespace), cleanup_job_name(job.metadata.name, ctx.uid), "checkpoint-cleanup")
+    meta = _metadata(
+        job, Context(ctx.namespace), cleanup_job_name(job.metadata.name, ctx.uid), "checkpoint-cleanup"
+    )
     pod: JSON = {
         "restartPolicy": "Never",
         "containers": [

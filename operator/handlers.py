@@ -74,20 +74,25 @@ def build_registry(config: OperatorConfig | None = None) -> tuple[kopf.OperatorR
     registry = kopf.OperatorRegistry()
     rt = Runtime(config=config, metrics=OperatorMetrics())
 
-    def credentials(logger: logging.Logger | None = None) -> kopf.ConnectionInfo | None:
+    kopf_settings: list[kopf.OperatorSettings] = []  # kopf's settings, kept by the first login
+
+    def credentials() -> kopf.ConnectionInfo | None:
         """Read the credentials afresh: the service account's token file is rotated by the kubelet,
         and a kubeconfig may be rewritten, so every (re-)login reads them again."""
         if config.server:
             return kopf.ConnectionInfo(server=config.server, insecure=True)
-        logger = logger or log
-        return kopf.login_with_service_account(logger=logger) or kopf.login_with_kubeconfig(logger=logger)
+        settings = kopf_settings[0] if kopf_settings else kopf.OperatorSettings()
+        return kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(
+            settings=settings
+        )
 
     @kopf.on.login(registry=registry)
-    def login(logger: logging.Logger, **_: Any) -> kopf.ConnectionInfo | None:
+    def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo | None:
         """kopf runs this at start and again after any 401. The first login builds the client and
         the reconciler; a re-login only swaps the credentials of that same client, so the resync
         loop and the caches (bound to it) go on with the new token instead of the expired one."""
-        info = credentials(logger)
+        kopf_settings[:] = [settings]
+        info = credentials()
         if info is None:
             return None
         if rt.client is None:
@@ -163,12 +168,13 @@ def build_registry(config: OperatorConfig | None = None) -> tuple[kopf.OperatorR
             await rec.reconcile(key)
 
     @kopf.on.probe(id="herljobs", registry=registry)
-    def probe_jobs(**_: Any) -> int:
+    async def probe_jobs(**_: Any) -> int:
         return len(rt.reconciler.jobs) if rt.reconciler else 0
 
     @kopf.on.probe(id="resync_age_seconds", registry=registry)
-    def probe_resync(**_: Any) -> float:
-        """Liveness: a resync loop that stopped (age ≫ interval) shows here."""
+    async def probe_resync(**_: Any) -> float:
+        """Liveness: a resync loop that stopped (age ≫ interval) shows here. Async on purpose: kopf
+        runs sync probes in a worker thread, which has no event loop, and /healthz then fails."""
         if rt.reconciler is None:
             return 0.0
         return round(asyncio.get_running_loop().time() - rt.reconciler.last_resync, 1)

@@ -144,7 +144,9 @@ class KubeClient:
             )
         return self._session
 
-    async def _request(self, verb: str, res: Resource, method: str, path: str, *args: Any, **kwargs: Any) -> JSON:
+    async def _request(
+        self, verb: str, res: Resource, method: str, path: str, *args: Any, **kwargs: Any
+    ) -> JSON:
         """One API call; on 401 the credentials are read again (once) and the call retried."""
         try:
             return await self._request_once(verb, res, method, path, *args, **kwargs)

@@ -338,7 +338,9 @@ class Reconciler:
             ck.uri.rstrip("/")
             if ck.uri
             else (
-                f"pvc://{ck.pvc.claim_name}/{b.checkpoint_subpath(job, ns, uid)}" if ck.pvc else b.CHECKPOINT_MOUNT
+                f"pvc://{ck.pvc.claim_name}/{b.checkpoint_subpath(job, ns, uid)}"
+                if ck.pvc
+                else b.CHECKPOINT_MOUNT
             )
         )
         old = prev.get("lastCheckpoint") or {}

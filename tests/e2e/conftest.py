@@ -1,0 +1,84 @@
+"""Fixtures of the real-cluster suite: one real control plane per test session, the chart installed
+with the real helm binary, and the operator running as the chart's ServiceAccount.
+
+Nothing here skips: a control plane that cannot be built or started fails every test that needs it,
+with the reason (the build step, the component and the last lines of its log).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import sys
+from collections.abc import Iterator
+
+import pytest
+from devcluster import ROOT, ClusterError, DevCluster
+from e2e_support import OPERATOR_NAMESPACE, RELEASE, Kube, OperatorProcess, helm, wait_for
+
+# The invalid-spec corpus is shared with tests/api (api_support), whatever subset pytest collects.
+sys.path.insert(0, str(ROOT / "tests" / "api"))
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[DevCluster]:
+    dc = DevCluster(folder=ROOT / ".cluster-e2e")
+    if dc.load():
+        dc.down()  # left over from an interrupted run
+    try:
+        dc.up(log=lambda m: print(m, file=sys.stderr, flush=True))
+    except ClusterError as exc:
+        pytest.fail(f"the real control plane could not be started: {exc}", pytrace=False)
+    yield dc
+    dc.down()
+
+
+@pytest.fixture(scope="session")
+def kube(cluster: DevCluster) -> Kube:
+    return Kube(cluster)
+
+
+@pytest.fixture(scope="session")
+def release(cluster: DevCluster, kube: Kube) -> str:
+    """The chart installed with the real helm (its Deployment's pod is kwok-faked; the operator
+    process that really reconciles runs beside the cluster as the chart's ServiceAccount)."""
+    helm(
+        cluster,
+        "install",
+        RELEASE,
+        str(ROOT / "charts/herl-operator"),
+        "-n",
+        OPERATOR_NAMESPACE,
+        "--create-namespace",
+        "--wait",
+        "--timeout",
+        "120s",
+    )
+    deploy = kube.items("deployments", namespace=OPERATOR_NAMESPACE)
+    assert len(deploy) == 1, deploy
+    return str(deploy[0]["spec"]["template"]["spec"]["serviceAccountName"])
+
+
+@pytest.fixture(scope="session")
+def operator(cluster: DevCluster, release: str) -> Iterator[OperatorProcess]:
+    op = OperatorProcess(cluster, release)
+    op.write_kubeconfig(op.token())
+    op.start()
+    yield op
+    op.stop()
+
+
+_serial = itertools.count()
+
+
+@pytest.fixture()
+def namespace(kube: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace per test (deleted afterwards; the namespace controller empties it)."""
+    slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower().removeprefix("test_"))[:40].strip("-")
+    name = f"t-{slug}-{next(_serial)}"
+    kube.run("create", "namespace", name)
+    wait_for(
+        f"ServiceAccount default in {name}", lambda: kube.get("serviceaccount", "default", namespace=name), 30
+    )
+    yield name
+    kube.run("delete", "namespace", name, "--wait=false", check=False)

@@ -1,0 +1,208 @@
+"""Helpers of the real-cluster suite (kubectl as admin, the operator process, polling, test objects)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import yaml
+from devcluster import ROOT, ClusterError, DevCluster, free_port
+
+from herl.assets import helm_binary
+
+OPERATOR_NAMESPACE = "herl-e2e"
+RELEASE = "e2e"
+JSON = dict[str, Any]
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0, interval: float = 0.3) -> Any:
+    """Poll ``check`` until it returns something truthy; fail with ``what`` and the last value."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}; last value: {last!r}", pytrace=False)
+
+
+class Kube:
+    """kubectl against the test cluster, as admin (the operator itself never uses this)."""
+
+    def __init__(self, dc: DevCluster) -> None:
+        self.dc = dc
+
+    def run(
+        self, *args: str, input: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        return self.dc.kubectl(*args, input=input, check=check)
+
+    def apply(self, doc: JSON | list[JSON], *extra: str) -> subprocess.CompletedProcess[str]:
+        docs = doc if isinstance(doc, list) else [doc]
+        return self.run("apply", *extra, "-f", "-", input=yaml.safe_dump_all(docs))
+
+    def get(
+        self, kind: str, name: str | None = None, namespace: str | None = None, selector: str | None = None
+    ) -> JSON | None:
+        args = ["get", kind, *([name] if name else []), "-o", "json"]
+        if namespace:
+            args += ["-n", namespace]
+        if selector:
+            args += ["-l", selector]
+        proc = self.run(*args, check=False)
+        if proc.returncode != 0:
+            if "NotFound" in proc.stderr or "not found" in proc.stderr:
+                return None
+            raise ClusterError(f"kubectl {' '.join(args)}: {proc.stderr.strip()}")
+        return json.loads(proc.stdout)
+
+    def items(self, kind: str, namespace: str | None = None, selector: str | None = None) -> list[JSON]:
+        out = self.get(kind, namespace=namespace, selector=selector)
+        return (out or {}).get("items", [])
+
+    def delete(self, kind: str, name: str, namespace: str, *extra: str) -> None:
+        self.run("delete", kind, name, "-n", namespace, "--ignore-not-found", *extra)
+
+    def events(self, namespace: str, name: str) -> list[JSON]:
+        return [
+            e
+            for e in self.items("events", namespace=namespace)
+            if e.get("involvedObject", {}).get("name") == name
+        ]
+
+
+def helm(cluster: DevCluster, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [str(helm_binary()), "--kubeconfig", str(cluster.kubeconfig), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if check and proc.returncode != 0:
+        pytest.fail(f"helm {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}", pytrace=False)
+    return proc
+
+
+class OperatorProcess:
+    """``python -m herl_operator`` as a subprocess with a kubeconfig holding the chart's SA token."""
+
+    def __init__(self, cluster: DevCluster, service_account: str) -> None:
+        self.cluster = cluster
+        self.service_account = service_account
+        self.kubeconfig = cluster.folder / "operator.kubeconfig"
+        self.log = cluster.logs / "herl-operator.log"
+        self.metrics_port = free_port()
+        self.health_port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def token(self, secret: str | None = None) -> str:
+        """A TokenRequest token for the SA (bound to a Secret when given, so deleting that Secret
+        revokes it at once: the re-login test uses this)."""
+        args = ["create", "token", self.service_account, "-n", OPERATOR_NAMESPACE, "--duration=2h"]
+        if secret:
+            args += ["--bound-object-kind=Secret", f"--bound-object-name={secret}"]
+        return self.cluster.kubectl(*args).stdout.strip()
+
+    def write_kubeconfig(self, token: str) -> None:
+        tmp = self.kubeconfig.with_suffix(".tmp")
+        tmp.write_text(self.cluster.pki.kubeconfig(self.cluster.server, token, self.service_account))
+        tmp.replace(self.kubeconfig)
+
+    def start(self, *extra: str) -> None:
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONSAFEPATH": "1"}
+        env.pop("KUBERNETES_SERVICE_HOST", None)
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "herl_operator",
+                    f"--metrics-port={self.metrics_port}",
+                    "--resync-seconds=2",
+                    "--progress-seconds=2",
+                    "--log-format=plain",
+                    f"--liveness=http://127.0.0.1:{self.health_port}/healthz",
+                    *extra,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=ROOT,
+            )
+
+        def healthy() -> bool:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                pytest.fail(
+                    f"the operator exited ({self.proc.returncode}):\n{self.log_text()[-3000:]}", pytrace=False
+                )
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=2) as r:
+                    return r.status == 200
+            except OSError:
+                return False
+
+        wait_for("the operator's /healthz", healthy, 60)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup handlers run (a crash, an OOM kill, a node loss)."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
+            return r.read().decode()
+
+
+def herljob(name: str, namespace: str, **spec: Any) -> JSON:
+    """A small valid HeRLJob: 2 workers × 1 GPU on the H100 pool, a 1-CPU head."""
+    base: JSON = {
+        "model": {"path": "/models/qwen"},
+        "data": {"train": "/data/train.parquet"},
+        "resources": {
+            "workers": 2,
+            "gpusPerWorker": 1,
+            "tensorParallel": 1,
+            "gpuType": "NVIDIA-H100-80GB-HBM3",
+            "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+            "head": {"cpu": "1", "memory": "2Gi"},
+        },
+    }
+    for key, value in spec.items():
+        base[key] = {**base.get(key, {}), **value} if isinstance(value, dict) else value
+    return {
+        "apiVersion": "herl.dev/v1alpha1",
+        "kind": "HeRLJob",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": base,
+    }
+
+
+def condition(obj: JSON | None, ctype: str) -> JSON:
+    return next(
+        (c for c in ((obj or {}).get("status") or {}).get("conditions") or [] if c["type"] == ctype), {}
+    )
