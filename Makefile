@@ -8,7 +8,7 @@ export NLTK_DATA ?= $(HOME)/.cache/herl/nltk_data
 export PYTHONSAFEPATH := 1
 HERL := $(VENV)/bin/herl
 
-.PHONY: setup demo test lint generate check-generated images bench clean
+.PHONY: setup demo test lint generate check-generated images bench clean cluster cluster-down cluster-build cluster-status
 
 setup:
 	@bash scripts/setup.sh
@@ -17,11 +17,24 @@ setup:
 demo: setup
 	$(HERL) train manifests/samples/local-smollm2.yaml --out runs/demo
 
-# The README's test command: lint, generated files in sync, the whole suite.
-test: setup
+# The README's test command: lint, generated files in sync, the whole suite (tests/e2e runs on a real
+# control plane built from Go modules: the first build takes ~20 min on 2 cores, then it is cached).
+test: setup cluster-build
 	$(PY) -m ruff check .
 	$(HERL) generate --check
+	$(PY) scripts/cluster/gen_tools_mod.py --check
 	$(VENV)/bin/pytest -q
+
+# A real Kubernetes control plane on this machine (etcd, kube-apiserver, controller-manager, scheduler,
+# kwok GPU/CPU nodes, KubeRay): KUBECONFIG=.cluster/kubeconfig. See docs/testing.md.
+cluster-build:
+	@bash scripts/cluster/build.sh >/dev/null
+cluster: setup cluster-build
+	$(PY) tests/e2e/devcluster.py up
+cluster-down:
+	@$(PY) tests/e2e/devcluster.py down
+cluster-status:
+	@$(PY) tests/e2e/devcluster.py status
 
 lint: setup
 	$(PY) -m ruff check . && $(PY) -m ruff format --check . || true

@@ -9,6 +9,7 @@ every job has its RayJob and a status. Phase 2 creates N more, kills the operato
 one, and checks that every job ends with exactly one RayJob (nothing doubled or lost).
 
     .venv/bin/python bench/operator_load.py [--jobs 500] [--stock-kmock] [--json out.json]
+    .venv/bin/python bench/operator_load.py --real [--jobs 500]   # real control plane: operator_load_real.py
 """
 
 from __future__ import annotations
@@ -304,7 +305,13 @@ if __name__ == "__main__":
     ap.add_argument("--jobs", type=int, default=500)
     ap.add_argument("--stock-kmock", action="store_true", help="keep kmock's full request log")
     ap.add_argument("--json", type=Path, default=None, help="also write the result here")
+    ap.add_argument("--real", action="store_true", help="on the real control plane, beside KubeRay")
     args = ap.parse_args()
+    if args.real:
+        sys.path.insert(0, str(REPO / "bench"))
+        import operator_load_real
+
+        raise SystemExit(operator_load_real.main(args.jobs, str(args.json) if args.json else None))
     result = asyncio.run(main(args.jobs, StockEmulator if args.stock_kmock else BenchEmulator))
     text = json.dumps(result, indent=2)
     print(text)

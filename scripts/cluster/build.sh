@@ -9,6 +9,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cache=${HERL_CACHE:-$HOME/.cache/herl}/cluster
 export GOTOOLCHAIN=local GOFLAGS=-mod=readonly
+if ! command -v go >/dev/null && [ -x /usr/local/go/bin/go ]; then PATH=$PATH:/usr/local/go/bin; fi
 command -v go >/dev/null || { echo "build.sh: 'go' not found on PATH (Go >= 1.26 is needed to build the control plane)" >&2; exit 2; }
 
 mods=("$@")
