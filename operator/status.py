@@ -153,6 +153,10 @@ def map_rayjob(job: HeRLJob | None, rayjob: JSON | None) -> PhaseView:
         if queued:
             return PhaseView("Queued", "WaitingForAdmission", "waiting for Kueue to admit the workload")
         return PhaseView("Suspended", "Suspended", "the RayJob is suspended")
+    if jds in ("", "New") and int(st.get("failed") or 0) > 0:
+        # Between attempts KubeRay resets the RayJob to New (seen on KubeRay 1.6.1): still retrying,
+        # not a fresh job waiting for KubeRay.
+        return PhaseView("Retrying", "Retrying", message or "attempt failed; KubeRay starts a new cluster")
     if jds in ("", "New"):
         return PhaseView("Pending", "WaitingForKubeRay", "the RayJob is created; KubeRay has not started it")
     if jds in ("Initializing", "Waiting"):

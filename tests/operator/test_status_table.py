@@ -283,3 +283,16 @@ def test_infinite_progress_never_reaches_status() -> None:
     )
     progress, _ = parse_metrics(text, "j", "n")
     assert progress == {"totalSteps": 100}
+
+
+def test_new_between_attempts_stays_retrying() -> None:
+    """KubeRay 1.6.1 (real cluster): Retrying → New → Initializing for the next attempt. New with
+    failed > 0 is still Retrying, not a fresh Pending job."""
+    job = _job(queue=False)
+    prev = _step(job, _rj("Running", "RUNNING"), {}, 0)
+    prev = _step(job, _rj("Retrying", failed=1, reason="AppFailed"), prev, 1)
+    assert prev["phase"] == "Retrying"
+    between = _rj("New", failed=1, rayClusterName="", startTime="")
+    prev = _step(job, between, prev, 2)
+    assert prev["phase"] == "Retrying" and prev["attemptCount"] == 1
+    assert s.derive_status(job, _rj("New"), {}, NOW)["phase"] == "Pending"
