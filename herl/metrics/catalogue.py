@@ -16,10 +16,8 @@ may build its collectors with :func:`create_collectors` (``engine=Engine.OPERATO
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -539,44 +537,3 @@ def create_collectors(registry: CollectorRegistry, engine: Engine) -> dict[str, 
             buckets = m.buckets or Histogram.DEFAULT_BUCKETS
             out[m.name] = Histogram(m.client_name, m.help, m.labels, registry=registry, buckets=buckets)
     return out
-
-
-def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _table(metrics: Iterable[MetricSpec]) -> list[str]:
-    rows = [
-        "| name | type | unit | labels | engines | source | meaning |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for m in metrics:
-        engines = ", ".join(sorted(e.value for e in m.engines))
-        labels = ", ".join(m.labels) or "—"
-        rows.append(
-            f"| `{m.name}` | {m.type.value} | {m.unit} | {labels} | {engines} | "
-            f"{_md_escape(m.source)} | {_md_escape(m.help)} |"
-        )
-    return rows
-
-
-def render_markdown() -> str:
-    """The full text of ``docs/metrics.md``: hand-written design notes plus generated tables."""
-    from herl.metrics import docs_text  # local: keeps the catalogue importable without the prose
-
-    lines = [docs_text.HEADER.rstrip(), ""]
-    for family, title in FAMILY_TITLES.items():
-        members = [m for m in ALL_METRICS if m.family == family]
-        if not members:
-            continue
-        lines += [f"### {title}", "", *_table(members), ""]
-    lines += [docs_text.mapping_section().rstrip(), "", docs_text.footer().rstrip(), ""]
-    return "\n".join(lines)
-
-
-def write_docs(path: str | Path = "docs/metrics.md") -> Path:
-    """Write :func:`render_markdown` to ``path`` (called by ``herl generate``); returns the path."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(render_markdown(), encoding="utf-8")
-    return p

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from herl.metrics import alerts, dashboards, keys
+from herl.metrics import alerts, dashboards, docs_text, keys
 from herl.metrics import catalogue as cat
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -124,19 +124,19 @@ def test_keys_not_exported_or_unbounded_are_rejected(key: str) -> None:
 
 
 def test_docs_metrics_md_is_generated_and_current() -> None:
-    text = cat.render_markdown()
+    text = docs_text.render_markdown()
     for m in cat.ALL_METRICS:
         assert f"`{m.name}`" in text
     for a in alerts.ALL_ALERTS:
         assert f"`{a.name}`" in text
     assert (ROOT / "docs" / "metrics.md").read_text(encoding="utf-8") == text, (
-        "docs/metrics.md drifted: run herl.metrics.catalogue.write_docs('docs/metrics.md')"
+        "docs/metrics.md drifted: run herl generate (herl.metrics.docs_text.write_docs)"
     )
 
 
 def test_write_docs(tmp_path: Path) -> None:
-    p = cat.write_docs(tmp_path / "sub" / "metrics.md")
-    assert p.read_text(encoding="utf-8") == cat.render_markdown()
+    p = docs_text.write_docs(tmp_path / "sub" / "metrics.md")
+    assert p.read_text(encoding="utf-8") == docs_text.render_markdown()
 
 
 def test_dashboards_are_generated_and_current() -> None:
