@@ -8,7 +8,7 @@ export NLTK_DATA ?= $(HOME)/.cache/herl/nltk_data
 export PYTHONSAFEPATH := 1
 HERL := $(VENV)/bin/herl
 
-.PHONY: setup demo test lint generate check-generated images bench clean
+.PHONY: setup demo test lint generate images clean
 
 setup:
 	@bash scripts/setup.sh
@@ -17,14 +17,17 @@ setup:
 demo: setup
 	$(HERL) train manifests/samples/local-smollm2.yaml --out runs/demo
 
-# The README's test command: lint, generated files in sync, the whole suite.
+# The README's test command: lint, formatting, generated files in sync, the whole suite.
 test: setup
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(HERL) generate --check
 	$(VENV)/bin/pytest -q
 
+# Lint and formatting only; fails on any finding.
 lint: setup
-	$(PY) -m ruff check . && $(PY) -m ruff format --check . || true
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 # Regenerate every derived file (CRDs, docs/api.md, manifests/install.yaml, dashboards).
 generate: setup
