@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from herl.api import model
 from herl.metrics import alerts, dashboards, docs_text, keys
 from herl.metrics import catalogue as cat
 
@@ -64,7 +65,6 @@ def test_trainer_and_operator_sets() -> None:
 
 
 def test_job_phases_match_the_api() -> None:
-    model = pytest.importorskip("herl.api.model")
     assert set(cat.JOB_PHASES) == set(model.Phase.__args__)
 
 
