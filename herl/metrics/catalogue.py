@@ -97,7 +97,7 @@ OPERATOR_JOB_PHASE = "herl_operator_job_phase"
 OPERATOR_RECONCILE_TOTAL = "herl_operator_reconcile_total"
 OPERATOR_RECONCILE_DURATION = "herl_operator_reconcile_duration_seconds"
 OPERATOR_RETRIES_TOTAL = "herl_operator_retries_total"
-OPERATOR_GPU_HOURS_TOTAL = "herl_operator_gpu_hours_total"
+OPERATOR_GPU_SECONDS = "herl_operator_gpu_seconds"
 OPERATOR_JOB_LAST_REWARD = "herl_operator_job_last_reward"
 
 #: Values of the ``result`` label of :data:`OPERATOR_RECONCILE_TOTAL`. Alerts use ``error``.
@@ -168,15 +168,17 @@ OPERATOR_METRICS: tuple[MetricSpec, ...] = (
         source="operator: a new attempt in status.attempts",
     ),
     MetricSpec(
-        OPERATOR_GPU_HOURS_TOTAL,
+        OPERATOR_GPU_SECONDS,
         G,
-        "hours",
+        "seconds",
         ("namespace", "herl_job"),
-        "GPU-hours consumed by a HeRLJob so far, all attempts (status.gpuHours). A gauge that only "
-        "grows; it survives operator restarts because it is read back from status.",
+        "GPU time consumed by a HeRLJob so far, all attempts, in GPU-seconds (status.gpuHours × 3600; "
+        "dashboards divide by 3600). A gauge, not a counter, because it is read back from status and so "
+        "survives operator restarts; it only grows. Base unit seconds and no _total suffix, as "
+        "promtool's lint requires of a gauge.",
         "operator",
         OPERATOR,
-        source="operator: status.gpuHours",
+        source="operator: status.gpuHours × 3600",
     ),
     MetricSpec(
         OPERATOR_JOB_LAST_REWARD,

@@ -13,8 +13,6 @@ from herl.metrics import catalogue as cat
 
 ROOT = Path(__file__).resolve().parents[2]
 NAME_RE = re.compile(r"^herl_[a-z][a-z0-9_]*$")
-#: Agreed with the operator helper before this test existed: a "counter-like gauge" named _total.
-GAUGE_TOTAL_OK = {cat.OPERATOR_GPU_HOURS_TOTAL}
 #: Trainer metrics set by the publisher itself rather than by a key rule.
 DERIVED = {
     "herl_reward_score_mean_best",
@@ -32,7 +30,7 @@ def test_names_types_and_labels_follow_conventions() -> None:
         assert NAME_RE.match(m.name), m.name
         if m.type is cat.MetricType.COUNTER:
             assert m.name.endswith("_total"), m.name
-        elif m.name not in GAUGE_TOTAL_OK:
+        else:
             assert not m.name.endswith("_total"), m.name
         if m.unit == "seconds":
             assert m.name.endswith(("_seconds", "_seconds_total")), m.name
@@ -54,7 +52,7 @@ def test_trainer_and_operator_sets() -> None:
         "herl_operator_reconcile_total": ("result",),
         "herl_operator_reconcile_duration_seconds": (),
         "herl_operator_retries_total": (),
-        "herl_operator_gpu_hours_total": ("namespace", "herl_job"),
+        "herl_operator_gpu_seconds": ("namespace", "herl_job"),
         "herl_operator_job_last_reward": ("namespace", "herl_job"),
     }
     got = {m.name: m.labels for m in cat.metrics_for(cat.Engine.OPERATOR)}
