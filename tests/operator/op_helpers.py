@@ -52,6 +52,54 @@ async def eventually(
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
 
 
+async def holds_through_resyncs(
+    reconciler: Any,
+    check: Callable[[], Any],
+    *,
+    passes: int = 2,
+    interval: float = 0.05,
+    slack: float = 10.0,
+    what: str = "condition",
+) -> int:
+    """Assert ``check`` stays truthy until ``passes`` whole resync passes of ``reconciler`` have run.
+
+    "Stays gone" cannot be shown by polling until the first success (that returns at once). A level-
+    based operator that wrongly recreates an object does so on a resync pass, so the check must hold
+    through at least two of them that *started* after this call (the first may be under way already
+    when a pass is counted by completion alone). The passes are counted by wrapping the instance's
+    ``resync_once``, which ``resync_forever`` looks up on every loop: deterministic, no sleep guessed.
+    The wait is bounded by ``passes + 1`` resync intervals plus ``slack`` seconds (a loaded machine);
+    a loop that runs fewer passes by then fails. Returns the number of polls.
+    """
+    done = 0
+    original = reconciler.resync_once
+
+    async def counted() -> None:
+        nonlocal done
+        await original()
+        done += 1
+
+    reconciler.resync_once = counted
+    deadline = time.monotonic() + (passes + 1) * reconciler.config.resync_seconds + slack
+    polls = 0
+    try:
+        while True:
+            finished = done  # read before the check, so the last check follows the last counted pass
+            polls += 1
+            value = check()
+            if asyncio.iscoroutine(value):
+                value = await value
+            if not value:
+                raise AssertionError(f"{what} stopped holding after {finished} resync pass(es): {value!r}")
+            if finished >= passes:
+                return polls
+            if time.monotonic() > deadline:
+                raise AssertionError(f"only {finished} of {passes} resync passes ran while checking {what}")
+            await asyncio.sleep(interval)
+    finally:
+        del reconciler.resync_once  # the class's method again
+
+
 def declare_resources(kmock: Any) -> None:
     for key, info in RESOURCES.items():
         kmock.resources[key] = {

@@ -1,0 +1,76 @@
+"""The polling helpers can fail: "stays gone" must outlast the resync passes that would bring it back."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from op_helpers import holds_through_resyncs
+
+pytestmark = pytest.mark.timeout(30)
+
+
+@dataclass
+class _Config:
+    resync_seconds: float = 0.05
+
+
+@dataclass
+class FakeReconciler:
+    """The shape of herl_operator.reconcile.Reconciler's loop; pass ``recreate_on`` recreates the object."""
+
+    recreate_on: int | None = None
+    config: _Config = field(default_factory=_Config)
+    passes: int = 0
+    exists: bool = False
+
+    async def resync_once(self) -> None:
+        self.passes += 1
+        await asyncio.sleep(0.01)
+        if self.passes == self.recreate_on:
+            self.exists = True
+
+    async def resync_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.resync_seconds)
+            await self.resync_once()
+
+
+@contextlib.asynccontextmanager
+async def _running(rec: FakeReconciler) -> AsyncIterator[FakeReconciler]:
+    task = asyncio.create_task(rec.resync_forever())
+    try:
+        yield rec
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_holds_through_two_passes_that_started_after_the_call() -> None:
+    async with _running(FakeReconciler()) as rec:
+        await asyncio.sleep(0.07)  # a pass may be under way already
+        before = rec.passes
+        polls = await holds_through_resyncs(rec, lambda: not rec.exists, passes=2, interval=0.005)
+        assert rec.passes - before >= 2 and polls > 2
+        assert "resync_once" not in vars(rec)  # the wrapper is removed again
+
+
+@pytest.mark.parametrize("recreate_on", [1, 2])
+async def test_an_object_recreated_on_a_later_pass_is_caught(recreate_on: int) -> None:
+    """Waiting until the first success (the old check) returns at once; this one sees the recreation."""
+    async with _running(FakeReconciler(recreate_on=recreate_on)) as rec:
+        with pytest.raises(AssertionError, match="stays gone stopped holding after"):
+            await holds_through_resyncs(
+                rec, lambda: not rec.exists, passes=2, interval=0.005, what="stays gone"
+            )
+
+
+async def test_a_stalled_resync_loop_fails_instead_of_passing() -> None:
+    rec: Any = FakeReconciler()  # never started: no pass ever runs
+    with pytest.raises(AssertionError, match="only 0 of 2 resync passes ran"):
+        await holds_through_resyncs(rec, lambda: True, passes=2, interval=0.01, slack=0.3)
