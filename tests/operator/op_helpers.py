@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +100,47 @@ async def holds_through_resyncs(
             await asyncio.sleep(interval)
     finally:
         del reconciler.resync_once  # the class's method again
+
+
+@dataclass(frozen=True)
+class RayJobTally:
+    """RayJobs per HeRLJob, by the ``herl.dev/job`` label the operator puts on each (names sorted).
+
+    ``lost``: jobs with no RayJob; ``doubled``: jobs with more than one; ``stray``: RayJobs whose label
+    names no known job. Counting totals instead (jobs vs RayJobs) lets one doubled job hide one lost job.
+    """
+
+    jobs: int
+    rayjobs: int
+    lost: tuple[str, ...]
+    doubled: tuple[str, ...]
+    stray: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not (self.lost or self.doubled or self.stray)
+
+
+def rayjob_tally(job_names: Iterable[str], rayjobs: Iterable[dict[str, Any]], label: str) -> RayJobTally:
+    names = set(job_names)
+    per_job: collections.Counter[str] = collections.Counter()
+    stray = []
+    n = 0
+    for rj in rayjobs:
+        n += 1
+        meta = rj.get("metadata") or {}
+        owner = (meta.get("labels") or {}).get(label)
+        if owner in names:
+            per_job[owner] += 1
+        else:
+            stray.append(str(meta.get("name")))
+    return RayJobTally(
+        jobs=len(names),
+        rayjobs=n,
+        lost=tuple(sorted(names - set(per_job))),
+        doubled=tuple(sorted(k for k, v in per_job.items() if v > 1)),
+        stray=tuple(sorted(stray)),
+    )
 
 
 def declare_resources(kmock: Any) -> None:

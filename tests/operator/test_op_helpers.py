@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from op_helpers import holds_through_resyncs
+from op_helpers import REPO, holds_through_resyncs, rayjob_tally
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -74,3 +75,31 @@ async def test_a_stalled_resync_loop_fails_instead_of_passing() -> None:
     rec: Any = FakeReconciler()  # never started: no pass ever runs
     with pytest.raises(AssertionError, match="only 0 of 2 resync passes ran"):
         await holds_through_resyncs(rec, lambda: True, passes=2, interval=0.01, slack=0.3)
+
+
+def _rj(name: str, job: str | None) -> dict[str, Any]:
+    return {"metadata": {"name": name, "labels": {} if job is None else {"herl.dev/job": job}}}
+
+
+def test_tally_reports_lost_and_doubled_apart_even_when_the_totals_match() -> None:
+    jobs = ["a", "b", "c"]
+    # b has two RayJobs, c none: 3 jobs, 3 RayJobs, |3 - 3| = 0 would call this clean
+    got = rayjob_tally(jobs, [_rj("a", "a"), _rj("b", "b"), _rj("b-2", "b")], "herl.dev/job")
+    assert (got.jobs, got.rayjobs) == (3, 3)
+    assert (got.lost, got.doubled, got.stray) == (("c",), ("b",), ())
+    assert not got.ok
+    stray = rayjob_tally(jobs, [_rj("a", "a"), _rj("b", "b"), _rj("c", "c"), _rj("x", None)], "herl.dev/job")
+    assert (stray.lost, stray.doubled, stray.stray) == ((), (), ("x",)) and not stray.ok
+    clean = rayjob_tally(jobs, [_rj(j, j) for j in jobs], "herl.dev/job")
+    assert clean.ok and (clean.jobs, clean.rayjobs) == (3, 3)
+
+
+def test_operator_load_bench_fails_on_lost_doubled_stray_or_missing_status() -> None:
+    spec = importlib.util.spec_from_file_location("operator_load", REPO / "bench" / "operator_load.py")
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    clean = {"lost": [], "doubled": [], "stray_rayjobs": [], "without_status": []}
+    assert bench.failures(clean) == []
+    for key in clean:
+        assert bench.failures(dict(clean, **{key: ["load-0001"]})) == [f"{key}: 1 (load-0001)"]
