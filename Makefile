@@ -8,7 +8,7 @@ export NLTK_DATA ?= $(HOME)/.cache/herl/nltk_data
 export PYTHONSAFEPATH := 1
 HERL := $(VENV)/bin/herl
 
-.PHONY: setup demo test lint generate check-generated images bench clean cluster cluster-down cluster-build cluster-status
+.PHONY: setup demo test lint generate images clean cluster cluster-down cluster-build cluster-status
 
 setup:
 	@bash scripts/setup.sh
@@ -17,10 +17,11 @@ setup:
 demo: setup
 	$(HERL) train manifests/samples/local-smollm2.yaml --out runs/demo
 
-# The README's test command: lint, generated files in sync, the whole suite (tests/e2e runs on a real
-# control plane built from Go modules: the first build takes ~20 min on 2 cores, then it is cached).
+# The README's test command: lint, formatting, generated files in sync, the whole suite (tests/e2e runs
+# on a real control plane built from Go modules: the first build takes ~20 min on 2 cores, then cached).
 test: setup cluster-build
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(HERL) generate --check
 	$(PY) scripts/cluster/gen_tools_mod.py --check
 	$(VENV)/bin/pytest -q
@@ -36,8 +37,10 @@ cluster-down:
 cluster-status:
 	@$(PY) tests/e2e/devcluster.py status
 
+# Lint and formatting only; fails on any finding.
 lint: setup
-	$(PY) -m ruff check . && $(PY) -m ruff format --check . || true
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 # Regenerate every derived file (CRDs, docs/api.md, manifests/install.yaml, dashboards).
 generate: setup

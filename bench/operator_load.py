@@ -6,7 +6,11 @@ ceiling is measured in a fresh emulator with no operator at all: per job the fou
 operator run (HeRLJob create, ConfigMap create, RayJob create, status patch), 64 jobs in flight,
 as fast as this driver can send them. Phase 1 creates N jobs at once and times how long until
 every job has its RayJob and a status. Phase 2 creates N more, kills the operator when half of them are done, starts a fresh
-one, and checks that every job ends with exactly one RayJob (nothing doubled or lost).
+one, and checks that every job ends with exactly one RayJob and a status.
+
+It reports, separately and by name (RayJobs counted per job by their ``herl.dev/job`` label, see
+``op_helpers.rayjob_tally``): ``lost`` (no RayJob), ``doubled`` (more than one), ``stray`` (a RayJob
+naming no job) and ``without_status``; it exits 1 when any of them is not empty.
 
     .venv/bin/python bench/operator_load.py [--jobs 500] [--stock-kmock] [--json out.json]
     .venv/bin/python bench/operator_load.py --real [--jobs 500]   # real control plane: operator_load_real.py
@@ -37,7 +41,7 @@ sys.path.insert(0, str(REPO / "tests" / "operator"))
 from herl_operator import builders as b  # noqa: E402
 from herl_operator import rbac  # noqa: E402
 from herl_operator.kube import KubeClient  # noqa: E402
-from op_helpers import declare_resources  # noqa: E402
+from op_helpers import declare_resources, rayjob_tally  # noqa: E402
 
 from herl.api.validate import validate_document  # noqa: E402
 
@@ -104,13 +108,22 @@ def _done(emu: Any, name: str) -> bool:
     )
 
 
-def _rayjob_count(emu: Any) -> int:
-    """Every live RayJob in the namespace (a stray second RayJob for a job would show here)."""
-    return sum(
-        1
+def _live_rayjobs(emu: Any) -> list[dict[str, Any]]:
+    """Every live RayJob in the namespace, whatever its name (a second RayJob for a job shows here)."""
+    return [
+        obj.raw
         for (res, ns, _), obj in list(emu.objects._objects.items())
         if res == RAYJOBS and ns == NS and not obj.deleted
-    )
+    ]
+
+
+def failures(result: dict[str, Any]) -> list[str]:
+    """Why the run failed (empty: every job has exactly one RayJob and a status)."""
+    out = []
+    for key in ("lost", "doubled", "stray_rayjobs", "without_status"):
+        if result[key]:
+            out.append(f"{key}: {len(result[key])} ({', '.join(result[key][:10])})")
+    return out
 
 
 def _start_operator(url: str) -> subprocess.Popen[bytes]:
@@ -259,8 +272,8 @@ async def main(n: int, emu_cls: type[BenchEmulator]) -> dict[str, Any]:
             _fin2, peak3 = await _wait(emu, names2, {k: t2 for k in names2}, proc, 600)
             recover = time.monotonic() - t2
             all_names = ["warm-0000", *names, *names2]
-            done = [x for x in all_names if _done(emu, x)]
-            rayjobs = _rayjob_count(emu)
+            without_status = [x for x in all_names if not _done(emu, x)]
+            tally = rayjob_tally(all_names, _live_rayjobs(emu), b.LABEL_JOB)
             return {
                 "jobs": n,
                 "kmock": "stock" if not emu_cls.trim_log else "bounded request log",
@@ -275,10 +288,13 @@ async def main(n: int, emu_cls: type[BenchEmulator]) -> dict[str, Any]:
                 "phase1_api_calls_per_job": {k: round(v / n, 2) for k, v in sorted(calls.items()) if v > 0},
                 "restart_done_before_kill": len(half),
                 "restart_recovery_s": round(recover, 2),
-                "all_done": len(done),
+                "all_done": len(all_names) - len(without_status),
                 "expected": len(all_names),
-                "rayjobs": rayjobs,
-                "doubled_or_lost": abs(len(all_names) - rayjobs),
+                "rayjobs": tally.rayjobs,
+                "lost": list(tally.lost),
+                "doubled": list(tally.doubled),
+                "stray_rayjobs": list(tally.stray),
+                "without_status": without_status,
                 "operator_peak_rss_mb": round(max(peak, peak2, peak3), 1),
                 "operator_rss_mb": {
                     "idle": round(rss_idle, 1),
@@ -317,3 +333,11 @@ if __name__ == "__main__":
     print(text)
     if args.json:
         args.json.write_text(text + "\n")
+    problems = failures(result)
+    for line in problems:
+        print(f"FAIL: {line}", file=sys.stderr)
+    print(
+        f"lost {len(result['lost'])}, doubled {len(result['doubled'])}, stray {len(result['stray_rayjobs'])}, "
+        f"without status {len(result['without_status'])}: {'FAIL' if problems else 'OK'}"
+    )
+    sys.exit(1 if problems else 0)

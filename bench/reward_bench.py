@@ -34,104 +34,17 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from herl import assets
 from herl.rewards import batch, checkers, ifeval_eval
-
-
-def synthetic_response(key: int, prompt: str) -> str:
-    """A deterministic stand-in for a model answer, derived from the prompt by rule ``key % 6``."""
-    words = prompt.replace("\n", " ").split()
-    body = " ".join(words[:120])
-    rule = key % 6
-    if rule == 0:
-        return body
-    if rule == 1:
-        return body.lower().replace(",", "")
-    if rule == 2:
-        return f"<<{' '.join(words[:3])}>>\n\n{body}\n\n***\n\n{body[::-1]}\n\nP.S. thanks for reading"
-    if rule == 3:
-        return "**Here is my answer:**\n" + body.upper() + "\nIs there anything else I can help with?"
-    if rule == 4:
-        return json.dumps({"answer": body, "key": key})
-    bullets = "\n".join(f"* {w}" for w in words[:5])
-    return f'"{body}\n\n{bullets}\n\nSECTION 1\n*highlighted part*, [address]"'
-
-
-def reference_eval(
-    utils: Any,
-    rows: list[ifeval_eval.IFEvalInput],
-    responses: dict[str, str],
-) -> tuple[list[list[bool]], list[list[bool]]]:
-    strict, loose = [], []
-    for row in rows:
-        inp = utils.InputExample(
-            key=row.key, instruction_id_list=row.instruction_id_list, prompt=row.prompt, kwargs=row.kwargs
-        )
-        strict.append(
-            utils.test_instruction_following_strict(inp, responses[row.prompt]).follow_instruction_list
-        )
-        loose.append(
-            utils.test_instruction_following_loose(inp, responses[row.prompt]).follow_instruction_list
-        )
-    return strict, loose
-
-
-def nondeterministic_constraints(rows: list[ifeval_eval.IFEvalInput]) -> set[tuple[int, int]]:
-    """(row, constraint) positions whose upstream checker draws an argument at random.
-
-    Built twice under different seeds: if the resolved arguments differ, the reference's verdict is itself
-    random (e.g. ``keywords:letter_frequency`` with letter "#"), so no implementation can agree with it
-    reliably; ours seeds such draws from the constraint, the reference uses the global ``random`` state.
-    """
-    import random
-
-    registry = checkers.ifeval_registry()
-    out = set()
-    for i, row in enumerate(rows):
-        for j, (iid, kw) in enumerate(zip(row.instruction_id_list, row.kwargs, strict=True)):
-            args = []
-            for seed in (1, 2):
-                random.seed(seed)
-                checker = registry[iid](iid)
-                checker.build_description(**{k: v for k, v in kw.items() if v is not None})
-                args.append(checker.get_instruction_args())
-            if args[0] != args[1]:
-                out.add((i, j))
-    return out
-
-
-def ifbench_agreement() -> dict[str, int]:
-    """Our IFBench verdicts vs if-verifiable's own ``evaluate_instructions`` (strict), untimed.
-
-    ``words:start_verb`` is skipped: the reference raises LookupError without NLTK's POS tagger, we
-    report it as unsupported (``followed=None``).
-    """
-    from herl.rewards import score_if
-
-    common = checkers.import_isolated(checkers.IFBENCH_PARENT, "if_verifiable.common")
-    registry = checkers.ifbench_registry()
-    path = assets.eval_data_dir() / "ifbench" / "IFBench_test.jsonl"
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    compared = mismatched = skipped = 0
-    for i, row in enumerate(rows):
-        response = synthetic_response(i, row["prompt"])
-        truth = {"instruction_id_list": row["instruction_id_list"], "kwargs": row["kwargs"]}
-        ours = score_if(response, truth, "ifbench", prompt=row["prompt"])
-        if "words:start_verb" in row["instruction_id_list"]:
-            skipped += 1
-            continue
-        ref, _ = common.evaluate_instructions(
-            response, row["instruction_id_list"], row["kwargs"], row["prompt"], registry
-        )
-        for verdict, expected in zip(ours.constraints, ref, strict=True):
-            compared += 1
-            mismatched += verdict.followed != expected.strict_pass
-    return {
-        "ifbench_prompts": len(rows),
-        "ifbench_verdicts_compared": compared,
-        "ifbench_mismatched_verdicts": mismatched,
-        "ifbench_prompts_skipped_start_verb": skipped,
-    }
+from herl.rewards.ifeval_agreement import (
+    disagreements,
+    follow_lists,
+    ifbench_agreement,
+    ifeval_rows,
+    nondeterministic_constraints,
+    reference_eval,
+    reference_module,
+    synthetic_responses,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,11 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     args = parser.parse_args(argv)
 
-    rows = ifeval_eval.read_inputs(assets.eval_data_dir() / "ifeval" / "input_data.jsonl")
-    responses = {r.prompt: synthetic_response(int(r.key), r.prompt) for r in rows}
+    rows = ifeval_rows()
+    responses = synthetic_responses(rows)
     n_instr = sum(len(r.instruction_id_list) for r in rows)
 
-    utils = checkers.import_isolated(checkers.IFEVAL_PARENT, "lm_eval.tasks.ifeval.utils")
+    utils = reference_module()
     checkers.ifeval_registry()  # same imports + langdetect seed for both contenders, outside the timings
     load_before = os.getloadavg()
 
@@ -182,27 +95,12 @@ def main(argv: list[str] | None = None) -> int:
     work_total, work_max = sum(per_worker.values()), max(per_worker.values())
     load_after = os.getloadavg()
 
-    ours = [
-        ([o.follow_instruction_list for o in s], [o.follow_instruction_list for o in lo])
-        for s, lo in ((s1, l1), (sn, ln))
-    ]
+    ours = [(follow_lists(s), follow_lists(lo)) for s, lo in ((s1, l1), (sn, ln))]
     random_pos = nondeterministic_constraints(rows)
-
-    def disagreements(mine: list[list[bool]], ref: list[list[bool]]) -> tuple[int, int]:
-        det = rnd = 0
-        for i, (a, b) in enumerate(zip(mine, ref, strict=True)):
-            for j, (x, y) in enumerate(zip(a, b, strict=True)):
-                if x != y:
-                    if (i, j) in random_pos:
-                        rnd += 1
-                    else:
-                        det += 1
-        return det, rnd
-
-    counts = [disagreements(st, ref_strict) for st, _ in ours] + [
-        disagreements(lo, ref_loose) for _, lo in ours
+    counts = [disagreements(st, ref_strict, random_pos) for st, _ in ours] + [
+        disagreements(lo, ref_loose, random_pos) for _, lo in ours
     ]
-    mismatches = sum(d for d, _ in counts)
+    mismatches = sum(d.deterministic for d in counts)
     agree = mismatches == 0
     serial_equals_parallel = ours[0] == ours[1]
     acc_s, acc_l = ifeval_eval.accuracy(sn), ifeval_eval.accuracy(ln)
@@ -229,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         "agreement_identical": agree,
         "mismatched_deterministic_verdicts": mismatches,
         "upstream_random_constraints": len(random_pos),
-        "mismatched_random_verdicts": max(r for _, r in counts),
+        "mismatched_random_verdicts": max(d.random for d in counts),
         "serial_equals_parallel": serial_equals_parallel,
         "strict_prompt_acc": round(acc_s.prompt_level, 4),
         "loose_prompt_acc": round(acc_l.prompt_level, 4),

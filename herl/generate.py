@@ -31,9 +31,9 @@ def _api_docs() -> dict[str, str]:
 
 
 def _metrics() -> dict[str, str]:
-    from herl.metrics import alerts, catalogue, dashboards
+    from herl.metrics import alerts, dashboards, docs_text
 
-    files = {"docs/metrics.md": catalogue.render_markdown()}
+    files = {"docs/metrics.md": docs_text.render_markdown()}
     for fname, build in dashboards.DASHBOARDS.items():
         files[f"manifests/dashboards/{fname}"] = dashboards.render(build())
     files["manifests/dashboards/kustomization.yaml"] = dashboards.kustomization()

@@ -22,7 +22,7 @@ class OperatorMetrics:
         self.reconciles = c[cat.OPERATOR_RECONCILE_TOTAL]
         self.duration = c[cat.OPERATOR_RECONCILE_DURATION]
         self.retries = c[cat.OPERATOR_RETRIES_TOTAL]
-        self.gpu_hours = c[cat.OPERATOR_GPU_HOURS_TOTAL]
+        self.gpu_seconds = c[cat.OPERATOR_GPU_SECONDS]
         self.last_reward = c[cat.OPERATOR_JOB_LAST_REWARD]
         for result in cat.RECONCILE_RESULTS:
             self.reconciles.labels(result=result)
@@ -47,7 +47,8 @@ class OperatorMetrics:
             for p in cat.JOB_PHASES:
                 self.job_phase.labels(namespace=namespace, herl_job=name, phase=p).set(1 if p == phase else 0)
             self._recount()
-        self.gpu_hours.labels(namespace=namespace, herl_job=name).set(gpu_hours)
+        # status keeps GPU-hours (what people budget in); the metric is in the base unit, seconds.
+        self.gpu_seconds.labels(namespace=namespace, herl_job=name).set(gpu_hours * 3600.0)
         if reward is not None:
             self.last_reward.labels(namespace=namespace, herl_job=name).set(reward)
             self._rewards.add(key)
@@ -58,7 +59,7 @@ class OperatorMetrics:
             for p in cat.JOB_PHASES:
                 self._try_remove(self.job_phase, namespace, name, p)
             self._recount()
-        self._try_remove(self.gpu_hours, namespace, name)
+        self._try_remove(self.gpu_seconds, namespace, name)
         if key in self._rewards:
             self._rewards.discard(key)
             self._try_remove(self.last_reward, namespace, name)

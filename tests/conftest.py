@@ -17,6 +17,17 @@ from herl.metrics.promserver import PrometheusServer
 os.environ["PYTHONSAFEPATH"] = "1"
 
 
+@pytest.fixture(scope="session")
+def promtool() -> str:
+    """promtool's path (Debian's prometheus package, installed by scripts/setup.sh): missing fails."""
+    path = shutil.which("promtool")
+    if path is None:  # a declared tool: its absence must fail, not skip the checks that need it
+        pytest.fail(
+            "promtool is not installed (Debian package 'prometheus'): run scripts/setup.sh (make test does)"
+        )
+    return path
+
+
 @pytest.fixture(scope="module")
 def prometheus_factory() -> Iterator[Callable[..., PrometheusServer]]:
     """Start Prometheus servers on demand; every one is stopped (process killed) at teardown."""

@@ -7,20 +7,31 @@ offline reward (``herl_smoke_reward.py`` beside this file). The runs go through 
 the set_loss_fn outer loss and the TransferQueue write-back are all exercised.
 
     python bench/gpu/herl_smoke.py --work /tmp/herl_smoke     # prints metrics and the step-time ratio
+    python bench/gpu/herl_smoke.py --check                    # only the prerequisites
 
-Exit code 0 only when both runs finished 3 steps and the HeRL run logged hindsight metrics.
+Before anything is built it checks its prerequisites (:func:`missing_prerequisites`) and exits 3 with
+one line per missing piece. The verdict (:func:`judge`) is a pure function of the two runs' parsed
+step logs, unit-tested on CPU (tests/bench/test_herl_smoke.py). Exit code 0 only when both runs
+finished every step and the HeRL run shows the algorithm really ran: revisions generated, HE rows
+kept and written with he_mask, HE tokens seen by the loss, finite losses, the reward metric on every
+step, and a measurable HeRL/GRPO step-time ratio. Not run on a GPU yet (see bench/gpu/README.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import math
 import os
 import random
 import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -34,11 +45,76 @@ HERL_KEYS = (
     "herl/over_prev_best",
     "herl/kept",
     "herl/fallbacks",
+    "herl/he_rows",
     "herl/bonus_mean",
     "herl/he_token_frac",
+    "actor/he_frac",
     "actor/on_pg_loss",
     "actor/off_pg_loss",
 )
+#: What the GPU machine must have; each is imported (not just looked up), so a broken install counts too.
+REQUIRED_MODULES = (
+    "torch",
+    "vllm",
+    "verl",
+    "ray",
+    "transfer_queue",
+    "tensordict",
+    "transformers",
+    "tokenizers",
+    "pandas",
+    "pyarrow",
+    "hydra",
+    "pydantic",
+    "yaml",
+)
+EXIT_MISSING = 3
+REWARD_KEY = "critic/score/mean"
+STEP_TIME_KEY = "timing_s/step"
+#: Loss metrics: each one present must be finite; the first must be on every step of both runs.
+LOSS_KEYS = ("actor/pg_loss", "actor/on_pg_loss", "actor/off_pg_loss")
+#: Written by our loss on every HeRL step (veRL's vanilla loss, used by the GRPO run, does not).
+HERL_LOSS_KEYS = ("actor/on_pg_loss", "actor/off_pg_loss", "actor/he_frac")
+
+
+def _cuda_devices() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def _plugin_registered() -> bool:
+    return any(ep.name == "herl" for ep in entry_points(group="verl.plugins"))
+
+
+def missing_prerequisites(
+    import_module: Callable[[str], object] = importlib.import_module,
+    cuda_devices: Callable[[], int] = _cuda_devices,
+    plugin_registered: Callable[[], bool] = _plugin_registered,
+) -> list[str]:
+    """One line per missing prerequisite of the smoke (empty when it can run); every one is reported.
+
+    The probes are parameters so the check itself is tested on CPU with fakes, besides the real run.
+    """
+    missing = []
+    for mod in REQUIRED_MODULES:
+        try:
+            import_module(mod)
+        except Exception as exc:  # ImportError, or a CUDA build that fails at import: both mean "cannot run"
+            missing.append(f"python module {mod} ({exc.__class__.__name__}: {exc})")
+    if not any(m.startswith("python module torch ") for m in missing) and cuda_devices() < 1:
+        missing.append("a CUDA device (torch sees none: a CPU build of torch, or no NVIDIA GPU/driver)")
+    if not plugin_registered():
+        missing.append(
+            "herl's verl.plugins entry point (pip install --no-deps -e . from the repository root)"
+        )
+    elif not any(m.startswith("python module verl ") for m in missing):
+        try:
+            core_algos = import_module("verl.trainer.ppo.core_algos")
+            core_algos.get_policy_loss_fn("herl_mixpolicy")  # type: ignore[attr-defined]
+        except Exception as exc:
+            missing.append(f"the herl_mixpolicy loss after import verl ({exc.__class__.__name__}: {exc})")
+    return missing
 
 
 def build_tokenizer(out: Path):
@@ -233,11 +309,129 @@ def run(work: Path, job: Path, timeout: int) -> tuple[dict[int, dict[str, float]
     return parse_steps(text), wall, rc
 
 
-def main() -> int:
+@dataclass(frozen=True)
+class RunLog:
+    """One veRL run as the smoke saw it: parsed step metrics and the process exit code."""
+
+    steps: dict[int, dict[str, float]]
+    rc: int
+
+
+@dataclass
+class Verdict:
+    """``ok`` only without failures; ``lines`` is the report to print (facts first, then FAIL lines)."""
+
+    lines: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def fail(self, why: str) -> None:
+        self.failures.append(why)
+
+
+def _total(steps: Mapping[int, Mapping[str, float]], key: str) -> float:
+    return sum(v.get(key, 0.0) for v in steps.values() if math.isfinite(v.get(key, 0.0)))
+
+
+def mean_step_time(steps: Mapping[int, Mapping[str, float]]) -> float | None:
+    """Mean ``timing_s/step`` of steps 2.. (step 1 pays compilation and warm-up); None if absent."""
+    ts = [v[STEP_TIME_KEY] for s, v in sorted(steps.items()) if s > 1 and STEP_TIME_KEY in v]
+    return sum(ts) / len(ts) if ts else None
+
+
+def _positive(metrics: Mapping[str, float], key: str) -> bool:
+    value = metrics.get(key)
+    return value is not None and math.isfinite(value) and value > 0
+
+
+def _fmt(v: float | None) -> str:
+    return "MISSING" if v is None else f"{v:.4g}"
+
+
+def judge(grpo: RunLog, herl: RunLog, n_steps: int = STEPS) -> Verdict:
+    """The smoke's verdict from both runs' step logs (pure: no GPU, no files).
+
+    Passing needs every one of: both runs exit 0 with steps 1..n_steps logged; the reward metric
+    (critic/score/mean) finite on every step; actor/pg_loss on every step and every loss metric
+    present finite; in the HeRL run ≥ 1 revision generated, ≥ 1 revision kept, ≥ 1 row written with
+    he_mask (herl/he_rows) and, on each step that wrote such rows, HE tokens in the loss
+    (actor/he_frac > 0, our loss's own metrics present); and a finite HeRL/GRPO step-time ratio.
+    """
+    v = Verdict()
+    runs = {"grpo": grpo, "herl": herl}
+    for name, run in runs.items():
+        want = set(range(1, n_steps + 1))
+        if run.rc != 0 or not want <= set(run.steps):
+            v.fail(f"{name}: rc={run.rc}, logged steps {sorted(run.steps)} of 1..{n_steps}")
+        for s, m in sorted(run.steps.items()):
+            reward = m.get(REWARD_KEY)
+            v.lines.append(f"{name} step {s}: {REWARD_KEY}={_fmt(reward)}")
+            if reward is None or not math.isfinite(reward):
+                v.fail(f"{name} step {s}: reward metric {REWARD_KEY} is {_fmt(reward)}")
+            if LOSS_KEYS[0] not in m:
+                v.fail(f"{name} step {s}: no {LOSS_KEYS[0]}")
+            for key in LOSS_KEYS:
+                if key in m and not math.isfinite(m[key]):
+                    v.fail(f"{name} step {s}: {key} = {m[key]} (not finite)")
+
+    for s, m in sorted(herl.steps.items()):
+        v.lines.append(f"herl step {s}: " + ", ".join(f"{k}={_fmt(m.get(k))}" for k in HERL_KEYS))
+    revisions = _total(herl.steps, "herl/revisions_generated")
+    kept = _total(herl.steps, "herl/kept")
+    he_rows = _total(herl.steps, "herl/he_rows")
+    he_steps = [s for s, m in sorted(herl.steps.items()) if m.get("herl/he_rows", 0.0) > 0]
+    seen = [s for s in he_steps if _positive(herl.steps[s], "actor/he_frac")]
+    v.lines.append(
+        f"herl: {revisions:g} revisions generated, {kept:g} kept, {he_rows:g} rows written with he_mask; "
+        f"HE tokens reached the loss (actor/he_frac > 0) on {len(seen)} of the {len(he_steps)} steps "
+        "that wrote them"
+    )
+    if revisions < 1:
+        v.fail("herl: no revision generated (herl/revisions_generated is 0 or missing on every step)")
+    if kept < 1:
+        v.fail("herl: no revision kept (herl/kept is 0 or missing on every step)")
+    if he_rows < 1:
+        v.fail("herl: no row written with he_mask (herl/he_rows is 0 or missing on every step)")
+    for s in he_steps:
+        m = herl.steps[s]
+        absent = [k for k in HERL_LOSS_KEYS if k not in m]
+        if absent:
+            v.fail(
+                f"herl step {s}: wrote {m['herl/he_rows']:g} HE rows but the loss logged no {', '.join(absent)}"
+            )
+        elif s not in seen:
+            v.fail(
+                f"herl step {s}: wrote {m['herl/he_rows']:g} HE rows but actor/he_frac = {m['actor/he_frac']:g}"
+            )
+
+    tg, th = mean_step_time(grpo.steps), mean_step_time(herl.steps)
+    if tg and th and math.isfinite(tg) and math.isfinite(th):
+        v.lines.append(
+            f"step time (mean of steps 2..{n_steps}): GRPO {tg:.2f}s, HeRL {th:.2f}s, HeRL/GRPO ratio {th / tg:.2f}"
+        )
+    else:
+        v.fail(f"no HeRL/GRPO step-time ratio: {STEP_TIME_KEY} mean GRPO {_fmt(tg)}, HeRL {_fmt(th)}")
+    return v
+
+
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--work", default="/tmp/herl_smoke")
     ap.add_argument("--timeout", type=int, default=210, help="seconds per run")
-    args = ap.parse_args()
+    ap.add_argument("--check", action="store_true", help="only check the prerequisites, then exit")
+    args = ap.parse_args(argv)
+    missing = missing_prerequisites()
+    for line in missing:
+        print(f"MISSING: {line}", file=sys.stderr)
+    if missing:
+        print(f"cannot run the GPU smoke: {len(missing)} prerequisite(s) missing", file=sys.stderr)
+        return EXIT_MISSING
+    print("prerequisites: all present")
+    if args.check:
+        return 0
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
@@ -246,41 +440,20 @@ def main() -> int:
     data = build_data(work)
     print(f"built tokenizer+model+data in {time.time() - t0:.1f}s under {work}")
 
-    results = {}
+    runs = {}
     for hindsight in (False, True):
         job = job_yaml(work, work / "model", data, hindsight)
         steps, wall, rc = run(work, job, args.timeout)
-        results["herl" if hindsight else "grpo"] = (steps, wall, rc)
+        runs["herl" if hindsight else "grpo"] = RunLog(steps, rc)
         print(f"{job.stem}: rc={rc} wall={wall:.1f}s steps={sorted(steps)}")
 
-    ok = True
-    for name, (steps, _, rc) in results.items():
-        if rc != 0 or len(steps) < STEPS:
-            print(f"FAIL: {name} finished {len(steps)} of {STEPS} steps (rc={rc})")
-            ok = False
-    herl_steps = results["herl"][0]
-    for s in sorted(herl_steps):
-        shown = {k: herl_steps[s].get(k) for k in HERL_KEYS}
-        print(
-            f"herl step {s}: "
-            + ", ".join(f"{k}={v:.4g}" if v is not None else f"{k}=MISSING" for k, v in shown.items())
-        )
-    if herl_steps and not any("herl/prompts_attempted" in v for v in herl_steps.values()):
-        print("FAIL: no herl/* metrics in the HeRL run")
-        ok = False
-
-    def step_time(steps: dict[int, dict[str, float]]) -> float | None:
-        ts = [v["timing_s/step"] for s, v in sorted(steps.items()) if "timing_s/step" in v and s > 1]
-        ts = ts or [v["timing_s/step"] for v in steps.values() if "timing_s/step" in v]
-        return sum(ts) / len(ts) if ts else None
-
-    tg, th = step_time(results["grpo"][0]), step_time(results["herl"][0])
-    if tg and th:
-        print(
-            f"step time (mean of steps 2..{STEPS}): GRPO {tg:.2f}s, HeRL {th:.2f}s, HeRL/GRPO ratio {th / tg:.2f}"
-        )
-    print(f"total {time.time() - t0:.1f}s; {'PASS' if ok else 'FAIL'}")
-    return 0 if ok else 1
+    verdict = judge(runs["grpo"], runs["herl"])
+    for line in verdict.lines:
+        print(line)
+    for why in verdict.failures:
+        print(f"FAIL: {why}")
+    print(f"total {time.time() - t0:.1f}s; {'PASS' if verdict.ok else 'FAIL'}")
+    return 0 if verdict.ok else 1
 
 
 if __name__ == "__main__":

@@ -13,11 +13,104 @@ from __future__ import annotations
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
 
-from herl.api.model import API_GROUP, API_VERSION, KIND, PLURAL, SHORT_NAMES, SINGULAR, HeRLJob
-from herl.api.rules import NAME_RULE, cel_validations
+from herl.api.model import (
+    API_GROUP,
+    API_VERSION,
+    KIND,
+    PLURAL,
+    SHORT_NAMES,
+    SINGULAR,
+    HeRLJob,
+    HeRLJobSpec,
+)
+from herl.api.presets import PRESETS, preset_value
+from herl.api.rules import NAME_RULE, RULES, cel_has_chain
 
 CATEGORIES = ["herl", "ml"]
+
+
+# ---- CEL: the rules' templates expanded against the model's defaults and the presets
+
+
+def _field_default(path: str) -> Any:
+    """The model default of the spec field at dotted camelCase ``path``."""
+    model: type[BaseModel] = HeRLJobSpec
+    parts = path.split(".")
+    for i, part in enumerate(parts):
+        field = next((f for f in model.model_fields.values() if f.validation_alias == part), None)
+        if field is None:
+            field = next((f for n, f in model.model_fields.items() if n == part), None)
+        if field is None:
+            raise KeyError(f"no field {path}")
+        if i == len(parts) - 1:
+            return field.get_default(call_default_factory=True)
+        ann = field.annotation
+        nested = [
+            a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type) and issubclass(a, BaseModel)
+        ]
+        if not nested:
+            raise KeyError(f"{part} in {path} is not an object")
+        model = nested[0]
+    raise KeyError(path)
+
+
+def _cel_literal(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, str):
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    raise TypeError(f"no CEL literal for {value!r}")
+
+
+def cel_value(path: str) -> str:
+    """CEL for the effective value at ``path``: user's, else the preset's, else the model default."""
+    fallback = _cel_literal(_field_default(path))
+    for preset in PRESETS:
+        try:
+            value = preset_value(preset, path)
+        except KeyError:
+            continue
+        if _cel_literal(value) != fallback:
+            fallback = (
+                f"((has(self.preset) && self.preset == '{preset}') ? {_cel_literal(value)} : {fallback})"
+            )
+    return f"(({cel_has_chain(path)}) ? self.{path} : {fallback})"
+
+
+def expand(template: str) -> str:
+    """Expand ``{a.b}`` placeholders; ``{{`` and ``}}`` stand for literal braces (regex counts)."""
+    out, i = [], 0
+    while i < len(template):
+        if template.startswith("{{", i) or template.startswith("}}", i):
+            out.append(template[i])
+            i += 2
+        elif template[i] == "{":
+            j = template.index("}", i)
+            out.append(cel_value(template[i + 1 : j]))
+            i = j + 1
+        else:
+            out.append(template[i])
+            i += 1
+    return "".join(out)
+
+
+def cel_validations() -> list[dict[str, str]]:
+    """The ``x-kubernetes-validations`` list for the ``spec`` schema: every rule of herl/api/rules.py
+    with its template expanded (the expansion needs the model's defaults, hence here, not in rules)."""
+    out = []
+    for r in RULES:
+        entry = {"rule": expand(r.cel), "message": r.message, "reason": r.reason}
+        # fieldPath must name a field the schema declares; list/object rules report on themselves.
+        entry["fieldPath"] = "." + r.path
+        out.append(entry)
+    return out
+
 
 PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase", "description": "Lifecycle phase"},

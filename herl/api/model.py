@@ -22,6 +22,8 @@ from pydantic import AliasGenerator, BaseModel, ConfigDict, Field, model_validat
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
+from herl.api.rules import check_spec
+
 API_GROUP = "herl.dev"
 API_VERSION = "v1alpha1"
 KIND = "HeRLJob"
@@ -610,9 +612,6 @@ class HeRLJobSpec(_Model):
 
     @model_validator(mode="after")
     def _cross_field(self) -> HeRLJobSpec:
-        # Imported here: rules.py imports this module for its type hints.
-        from herl.api.rules import check_spec
-
         problems = check_spec(self)
         if problems:
             # ctx carries the problems one by one, so `herl validate` prints a line for each.

@@ -7,19 +7,20 @@ expression with a CEL library on the same valid and invalid specs and require th
 
 CEL sees the object as stored: fields the user left out are absent, and a preset has not been applied
 (the CRD has no ``default:`` values, see herl/api/model.py). So a CEL template names fields as
-``{data.maxPromptLength}``, and :func:`cel_value` expands that into "the user's value if set, else the
-preset's, else the model default" — the same effective value the Python side reads after validation.
+``{data.maxPromptLength}``, and :func:`herl.api.crd.cel_value` expands that into "the user's value if
+set, else the preset's, else the model default" — the same effective value the Python side reads after
+validation.
+
+This module imports the model only for type hints: the model calls :func:`check_spec` from its
+validator, and the expansion, which needs the model's defaults, lives with the CRD generator. So the
+import graph runs one way, model → rules (tests/test_import_cycles.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-from pydantic import BaseModel
-
-from herl.api.presets import PRESETS, preset_value
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from herl.api.model import HeRLJobSpec
@@ -54,76 +55,9 @@ class Rule:
     reason: str = "FieldValueInvalid"
 
 
-def _field_default(path: str) -> Any:
-    from herl.api.model import HeRLJobSpec
-
-    model: type[BaseModel] = HeRLJobSpec
-    parts = path.split(".")
-    for i, part in enumerate(parts):
-        field = next((f for f in model.model_fields.values() if f.validation_alias == part), None)
-        if field is None:
-            field = next((f for n, f in model.model_fields.items() if n == part), None)
-        if field is None:
-            raise KeyError(f"no field {path}")
-        if i == len(parts) - 1:
-            return field.get_default(call_default_factory=True)
-        ann = field.annotation
-        nested = [
-            a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type) and issubclass(a, BaseModel)
-        ]
-        if not nested:
-            raise KeyError(f"{part} in {path} is not an object")
-        model = nested[0]
-    raise KeyError(path)
-
-
-def _cel_literal(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, str):
-        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-    raise TypeError(f"no CEL literal for {value!r}")
-
-
 def cel_has_chain(path: str) -> str:
     parts = path.split(".")
     return " && ".join("has(self." + ".".join(parts[: i + 1]) + ")" for i in range(len(parts)))
-
-
-def cel_value(path: str) -> str:
-    """CEL for the effective value at ``path``: user's, else the preset's, else the model default."""
-    fallback = _cel_literal(_field_default(path))
-    for preset in PRESETS:
-        try:
-            value = preset_value(preset, path)
-        except KeyError:
-            continue
-        if _cel_literal(value) != fallback:
-            fallback = (
-                f"((has(self.preset) && self.preset == '{preset}') ? {_cel_literal(value)} : {fallback})"
-            )
-    return f"(({cel_has_chain(path)}) ? self.{path} : {fallback})"
-
-
-def expand(template: str) -> str:
-    """Expand ``{a.b}`` placeholders; ``{{`` and ``}}`` stand for literal braces (regex counts)."""
-    out, i = [], 0
-    while i < len(template):
-        if template.startswith("{{", i) or template.startswith("}}", i):
-            out.append(template[i])
-            i += 2
-        elif template[i] == "{":
-            j = template.index("}", i)
-            out.append(cel_value(template[i + 1 : j]))
-            i = j + 1
-        else:
-            out.append(template[i])
-            i += 1
-    return "".join(out)
 
 
 def _prompt_fits(s: HeRLJobSpec) -> bool:
@@ -255,14 +189,3 @@ NAME_RULE = {
 
 def check_spec(spec: HeRLJobSpec) -> list[Problem]:
     return [Problem(f"spec.{r.path}", r.message) for r in RULES if not r.holds(spec)]
-
-
-def cel_validations() -> list[dict[str, str]]:
-    """The ``x-kubernetes-validations`` list for the ``spec`` schema."""
-    out = []
-    for r in RULES:
-        entry = {"rule": expand(r.cel), "message": r.message, "reason": r.reason}
-        # fieldPath must name a field the schema declares; list/object rules report on themselves.
-        entry["fieldPath"] = "." + r.path
-        out.append(entry)
-    return out

@@ -16,10 +16,8 @@ may build its collectors with :func:`create_collectors` (``engine=Engine.OPERATO
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -99,7 +97,7 @@ OPERATOR_JOB_PHASE = "herl_operator_job_phase"
 OPERATOR_RECONCILE_TOTAL = "herl_operator_reconcile_total"
 OPERATOR_RECONCILE_DURATION = "herl_operator_reconcile_duration_seconds"
 OPERATOR_RETRIES_TOTAL = "herl_operator_retries_total"
-OPERATOR_GPU_HOURS_TOTAL = "herl_operator_gpu_hours_total"
+OPERATOR_GPU_SECONDS = "herl_operator_gpu_seconds"
 OPERATOR_JOB_LAST_REWARD = "herl_operator_job_last_reward"
 
 #: Values of the ``result`` label of :data:`OPERATOR_RECONCILE_TOTAL`. Alerts use ``error``.
@@ -170,15 +168,17 @@ OPERATOR_METRICS: tuple[MetricSpec, ...] = (
         source="operator: a new attempt in status.attempts",
     ),
     MetricSpec(
-        OPERATOR_GPU_HOURS_TOTAL,
+        OPERATOR_GPU_SECONDS,
         G,
-        "hours",
+        "seconds",
         ("namespace", "herl_job"),
-        "GPU-hours consumed by a HeRLJob so far, all attempts (status.gpuHours). A gauge that only "
-        "grows; it survives operator restarts because it is read back from status.",
+        "GPU time consumed by a HeRLJob so far, all attempts, in GPU-seconds (status.gpuHours × 3600; "
+        "dashboards divide by 3600). A gauge, not a counter, because it is read back from status and so "
+        "survives operator restarts; it only grows. Base unit seconds and no _total suffix, as "
+        "promtool's lint requires of a gauge.",
         "operator",
         OPERATOR,
-        source="operator: status.gpuHours",
+        source="operator: status.gpuHours × 3600",
     ),
     MetricSpec(
         OPERATOR_JOB_LAST_REWARD,
@@ -539,44 +539,3 @@ def create_collectors(registry: CollectorRegistry, engine: Engine) -> dict[str, 
             buckets = m.buckets or Histogram.DEFAULT_BUCKETS
             out[m.name] = Histogram(m.client_name, m.help, m.labels, registry=registry, buckets=buckets)
     return out
-
-
-def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _table(metrics: Iterable[MetricSpec]) -> list[str]:
-    rows = [
-        "| name | type | unit | labels | engines | source | meaning |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for m in metrics:
-        engines = ", ".join(sorted(e.value for e in m.engines))
-        labels = ", ".join(m.labels) or "—"
-        rows.append(
-            f"| `{m.name}` | {m.type.value} | {m.unit} | {labels} | {engines} | "
-            f"{_md_escape(m.source)} | {_md_escape(m.help)} |"
-        )
-    return rows
-
-
-def render_markdown() -> str:
-    """The full text of ``docs/metrics.md``: hand-written design notes plus generated tables."""
-    from herl.metrics import docs_text  # local: keeps the catalogue importable without the prose
-
-    lines = [docs_text.HEADER.rstrip(), ""]
-    for family, title in FAMILY_TITLES.items():
-        members = [m for m in ALL_METRICS if m.family == family]
-        if not members:
-            continue
-        lines += [f"### {title}", "", *_table(members), ""]
-    lines += [docs_text.mapping_section().rstrip(), "", docs_text.footer().rstrip(), ""]
-    return "\n".join(lines)
-
-
-def write_docs(path: str | Path = "docs/metrics.md") -> Path:
-    """Write :func:`render_markdown` to ``path`` (called by ``herl generate``); returns the path."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(render_markdown(), encoding="utf-8")
-    return p

@@ -548,7 +548,10 @@ def operator_dashboard() -> dict[str, Any]:
             "Cost and results",
             (
                 Panel(
-                    "GPU-hours by job", (_t(f"herl_operator_gpu_hours_total{{{jsel}}}"),), unit="h", width=12
+                    "GPU-hours by job",
+                    (_t(f"herl_operator_gpu_seconds{{{jsel}}} / 3600"),),
+                    unit="h",
+                    width=12,
                 ),
                 Panel("Last reward by job", (_t(f"herl_operator_job_last_reward{{{jsel}}}"),), width=12),
             ),

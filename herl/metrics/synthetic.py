@@ -97,7 +97,7 @@ def operator_registry() -> tuple[CollectorRegistry, dict[str, object]]:
     for ns, name, phase in OPERATOR_JOBS:
         for p in cat.JOB_PHASES:
             col[cat.OPERATOR_JOB_PHASE].labels(namespace=ns, herl_job=name, phase=p).set(float(p == phase))
-        col[cat.OPERATOR_GPU_HOURS_TOTAL].labels(namespace=ns, herl_job=name).set(1.5)
+        col[cat.OPERATOR_GPU_SECONDS].labels(namespace=ns, herl_job=name).set(1.5 * 3600)
         col[cat.OPERATOR_JOB_LAST_REWARD].labels(namespace=ns, herl_job=name).set(0.55)
     for result in cat.RECONCILE_RESULTS:
         col[cat.OPERATOR_RECONCILE_TOTAL].labels(result=result).inc(0)
@@ -113,6 +113,6 @@ def operator_tick(col: dict[str, object], tick: int) -> None:
     col[cat.OPERATOR_RETRIES_TOTAL].inc(1)  # type: ignore[attr-defined]
     for ns, name, phase in OPERATOR_JOBS:
         if phase == "Running":
-            col[cat.OPERATOR_GPU_HOURS_TOTAL].labels(namespace=ns, herl_job=name).set(  # type: ignore[attr-defined]
-                1.5 + 0.01 * tick
+            col[cat.OPERATOR_GPU_SECONDS].labels(namespace=ns, herl_job=name).set(  # type: ignore[attr-defined]
+                (1.5 + 0.01 * tick) * 3600
             )

@@ -86,5 +86,6 @@ def main() -> None:
         sys.exit(f"gen_tools_mod: out of date, run scripts/cluster/gen_tools_mod.py: {', '.join(stale)}")
     print("gen_tools_mod: tools/cluster/*/go.mod and go.sum match pins.json")
 
+
 if __name__ == "__main__":
     main()

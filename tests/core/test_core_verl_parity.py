@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from verl.trainer.ppo import core_algos as verl_algos
+from verl.workers.config import ActorConfig
 
-verl_algos = pytest.importorskip("verl.trainer.ppo.core_algos")
-ActorConfig = pytest.importorskip("verl.workers.config").ActorConfig
-
-from herl.core import LossConfig, aggregate, grpo_advantages, herl_policy_loss  # noqa: E402
+from herl.core import LossConfig, aggregate, grpo_advantages, herl_policy_loss
 
 
 def _actor_config(cfg: LossConfig) -> object:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 import yaml
 
 from herl.metrics import alerts
@@ -15,8 +13,6 @@ ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "manifests" / "alerts" / "herl-rules.rules.yaml"
 PROMRULE = ROOT / "manifests" / "alerts" / "herl-rules.yaml"
 UNIT = Path(__file__).with_name("herl-rules.test.yaml")
-
-needs_promtool = pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
 
 
 def test_prometheus_rule_object_wraps_the_same_groups() -> None:
@@ -34,11 +30,8 @@ def test_alert_names_and_labels() -> None:
         assert "job=" not in a.expr.replace("herl_job=", "")  # never Prometheus's own job label
 
 
-@needs_promtool
-def test_promtool_check_rules() -> None:
-    r = subprocess.run(
-        ["promtool", "check", "rules", str(RULES)], capture_output=True, timeout=30, check=False
-    )
+def test_promtool_check_rules(promtool: str) -> None:
+    r = subprocess.run([promtool, "check", "rules", str(RULES)], capture_output=True, timeout=30, check=False)
     assert r.returncode == 0, r.stdout.decode() + r.stderr.decode()
     assert f"{len(alerts.ALL_ALERTS)} rules found" in r.stdout.decode()
 
@@ -55,10 +48,9 @@ def test_every_alert_has_a_firing_and_a_silent_unit_case() -> None:
     assert firing == names and silent == names
 
 
-@needs_promtool
-def test_promtool_unit_tests_pass() -> None:
+def test_promtool_unit_tests_pass(promtool: str) -> None:
     r = subprocess.run(
-        ["promtool", "test", "rules", UNIT.name],
+        [promtool, "test", "rules", UNIT.name],
         cwd=UNIT.parent,
         capture_output=True,
         timeout=60,
@@ -68,8 +60,7 @@ def test_promtool_unit_tests_pass() -> None:
     assert "SUCCESS" in r.stdout.decode()
 
 
-@needs_promtool
-def test_promtool_unit_tests_catch_a_wrong_threshold(tmp_path: Path) -> None:
+def test_promtool_unit_tests_catch_a_wrong_threshold(tmp_path: Path, promtool: str) -> None:
     """The unit tests are not vacuous: raising the judge threshold to 50 % makes them fail."""
     groups = alerts.rules_file()
     for g in groups["groups"]:
@@ -81,7 +72,7 @@ def test_promtool_unit_tests_catch_a_wrong_threshold(tmp_path: Path) -> None:
     (tmp_path / "tests" / "metrics").mkdir(parents=True)
     (tmp_path / "tests" / "metrics" / UNIT.name).write_text(UNIT.read_text(encoding="utf-8"))
     r = subprocess.run(
-        ["promtool", "test", "rules", UNIT.name],
+        [promtool, "test", "rules", UNIT.name],
         cwd=tmp_path / "tests" / "metrics",
         capture_output=True,
         timeout=60,

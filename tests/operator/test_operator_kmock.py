@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from herl_operator import rbac
-from op_helpers import eventually, running_operator, sample
+from op_helpers import eventually, holds_through_resyncs, running_operator, sample
 
 pytestmark = pytest.mark.timeout(60)
 NS = "ml-team"
@@ -204,7 +204,7 @@ async def test_user_suspend_budget_and_ignored_spec_change(kmock: Any, api: Any)
     doc = _job(name="edit-job", uid="uid-e")
     del doc["spec"]["queue"]
     await api.create(rbac.HERLJOBS, NS, doc)
-    async with running_operator(str(kmock.url)):
+    async with running_operator(str(kmock.url)) as rt:
         rj = await eventually(lambda: _obj(kmock, "ray.io/v1/rayjobs", NS, "edit-job"), what="RayJob")
         assert rj["spec"]["suspend"] is False
         await api.patch(
@@ -259,5 +259,16 @@ async def test_user_suspend_budget_and_ignored_spec_change(kmock: Any, api: Any)
         assert _cond(st, "Failed")["reason"] == "BudgetExceeded"
         await eventually(lambda: _obj(kmock, "ray.io/v1/rayjobs", NS, "edit-job") is None, what="stopped")
         before = copy.deepcopy(_status(kmock, "edit-job"))
-        await eventually(lambda: _obj(kmock, "ray.io/v1/rayjobs", NS, "edit-job") is None, what="stays gone")
-        assert before["phase"] == "Failed"
+        creates = rt.client.calls[("create", "rayjobs")]
+        # Failed is final: no pass may recreate the RayJob, not even briefly (the operator would delete
+        # a recreated one again at once, so the object alone can look gone; its create calls cannot).
+        await holds_through_resyncs(
+            rt.reconciler,
+            lambda: (
+                _obj(kmock, "ray.io/v1/rayjobs", NS, "edit-job") is None
+                and rt.client.calls[("create", "rayjobs")] == creates
+            ),
+            passes=2,
+            what="RayJob stays gone",
+        )
+        assert _status(kmock, "edit-job")["phase"] == before["phase"] == "Failed"

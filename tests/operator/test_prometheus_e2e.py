@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import threading
+import urllib.request
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 from herl_operator import rbac
 from op_helpers import eventually, running_operator, sample
+from prometheus_client.parser import text_string_to_metric_families
 
 from herl.api.validate import validate_document
 from herl.engine.tiny import build_tiny_model_dir
@@ -102,12 +104,17 @@ def _t(minutes: int) -> str:
     )
 
 
+def _get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return r.read()
+
+
 def _board(uid_part: str) -> dict[str, Any]:
     return next(b() for b in dash.DASHBOARDS.values() if uid_part in b()["uid"])
 
 
 async def test_dashboards_and_alerts_have_data_from_real_sources(
-    kmock: Any, api: Any, prometheus_factory: Callable[..., PrometheusServer], tmp_path: Path
+    kmock: Any, api: Any, prometheus_factory: Callable[..., PrometheusServer], tmp_path: Path, promtool: str
 ) -> None:
     trainer_port, operator_port = free_port(), free_port()
     prom = prometheus_factory(
@@ -168,6 +175,20 @@ async def test_dashboards_and_alerts_have_data_from_real_sources(
         await asyncio.to_thread(prom.wait_for, f'herl_operator_job_last_reward{{herl_job="{NAME}"}}', 30)
         await asyncio.to_thread(prom.wait_for, "herl_operator_retries_total >= 1", 30)
         await asyncio.to_thread(prom.wait_for, f"herl_training_step >= {STEPS - 1}", 30)
+
+        # promtool's lint on what the real operator and the real trainer serve: no finding accepted.
+        for url in (f"http://127.0.0.1:{operator_port}/metrics", trainer_url):
+            body = await asyncio.to_thread(_get, url)
+            assert b"herl_" in body, url
+            assert verify.promtool_lint(body, promtool) == [], url
+        op_body = (await asyncio.to_thread(_get, f"http://127.0.0.1:{operator_port}/metrics")).decode()
+        gpu = [
+            smp.value
+            for fam in text_string_to_metric_families(op_body)
+            for smp in fam.samples
+            if smp.name == "herl_operator_gpu_seconds" and smp.labels == {"namespace": NS, "herl_job": NAME}
+        ]
+        assert len(gpu) == 1 and gpu[0] > 0, gpu  # two attempts have run: GPU time, in seconds
 
     training = verify.panel_failures(prom, {"namespace": NS, "herl_job": NAME}, [_board("training")])
     training = [f for f in training if f[0].split(" / ", 1)[1] not in NEEDS_OTHER_SOURCE]

@@ -15,6 +15,7 @@ import re
 import threading
 import time
 from collections import Counter, defaultdict
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -300,25 +301,35 @@ def test_config_from_mapping_rejects_unknown_keys() -> None:
     assert JudgeConfig(base_url="http://h/v1/").url == "http://h/v1/chat/completions"
 
 
+#: The load test's settings; docs/benchmarks.md states them (a test below keeps the two in step).
+LOAD_N = 1000
+LOAD_SEED = 20261127
+LOAD_FAULT_SHARE = 0.30
+LOAD_CONCURRENCY = 128
+# Generous timeout: on a loaded 2-core CI box a healthy answer can take over a second, and a spurious
+# client timeout would (correctly) retry — which this exact-count test must not confuse with a fault.
+LOAD_TIMEOUT_S = 3.0
+LOAD_SLOW_S = 3.5  # how long an injected timeout keeps the client waiting (beyond LOAD_TIMEOUT_S)
+
+
 def test_load_1000_responses_30pct_faults_nothing_lost_or_double_counted() -> None:
     """1,000 responses, 30 % with 1-3 consecutive injected faults (seeded); 3 faults exhaust retries."""
-    rng = random.Random(20261127)
+    rng = random.Random(LOAD_SEED)
     kinds = sorted(FAULT_REASON)
-    n = 1000
+    n = LOAD_N
     plans: dict[int, list[str]] = {}
     patterns: list[str] = []
     for rid in range(n):
         patterns.append("".join(rng.choice("yn") for _ in range(rng.randint(1, 6))))
-        if rng.random() < 0.30:
+        if rng.random() < LOAD_FAULT_SHARE:
             plans[rid] = [rng.choice(kinds)] * rng.randint(1, 3)
     items = [make_item(rid, patterns[rid]) for rid in range(n)]
     before = judge_stats().as_dict()
-    # Generous timeout: on a loaded 2-core CI box a healthy answer can take over a second, and a spurious
-    # client timeout would (correctly) retry — which this exact-count test must not confuse with a fault.
-    with FakeJudge(plans=plans, slow_s=3.5) as srv:
+    with FakeJudge(plans=plans, slow_s=LOAD_SLOW_S) as srv:
         stats = JudgeStats()
         start = time.monotonic()
-        res = score_batch_judge(items, fast_cfg(srv.url, timeout_s=3.0, concurrency=128), stats)
+        cfg = fast_cfg(srv.url, timeout_s=LOAD_TIMEOUT_S, concurrency=LOAD_CONCURRENCY)
+        res = score_batch_judge(items, cfg, stats)
         elapsed = time.monotonic() - start
     assert len(res) == n
     exhausted = {rid: FAULT_REASON[p[0]] for rid, p in plans.items() if len(p) == 3}
@@ -349,6 +360,25 @@ def test_load_1000_responses_30pct_faults_nothing_lost_or_double_counted() -> No
         f"{stats.requests} requests in {elapsed:.2f} s; errors {dict(expected_errors)}"
     )
     assert elapsed < 30
+
+
+def test_benchmarks_doc_states_the_load_test_settings() -> None:
+    """The numbers quoted for the load test are the ones it runs with (a changed setting fails here)."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "benchmarks.md").read_text()
+    section = doc[doc.index("### Load test") : doc.index("## Metrics")]
+    assert f"{LOAD_N:,} responses" in section
+    assert f"{LOAD_FAULT_SHARE * 100:g} % get 1–3 consecutive faults" in section
+    assert f"(seed {LOAD_SEED})" in section
+    settings = re.search(
+        r"client concurrency (\d+), timeout ([\d.]+) s, the injected timeouts sleep ([\d.]+) s", section
+    )
+    assert settings is not None, "the settings sentence is missing"
+    assert (int(settings[1]), float(settings[2]), float(settings[3])) == (
+        LOAD_CONCURRENCY,
+        LOAD_TIMEOUT_S,
+        LOAD_SLOW_S,
+    )
+    assert "tests/rewards/test_judge.py -k load" in section
 
 
 def test_config_from_herljob_spec() -> None:

@@ -12,9 +12,6 @@ from importlib.metadata import entry_points
 
 import pytest
 import torch
-
-pytest.importorskip("verl")
-
 from tensordict import TensorDict
 from verl.trainer.ppo import core_algos
 from verl.utils import tensordict_utils as tu

@@ -11,9 +11,6 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-
-pytest.importorskip("verl")
-
 from tensordict import TensorDict
 from verl import DataProto
 from verl.trainer.ppo.core_algos import compute_grpo_outcome_advantage
