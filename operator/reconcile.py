@@ -325,7 +325,9 @@ class Reconciler:
         count = old.count + 1 if old else 1
         delay = min(REFUSAL_BACKOFF_MAX, REFUSAL_BACKOFF_BASE * 2 ** (count - 1))
         self._refusals[key] = Refusal(count, time.monotonic() + delay, reason, message[:1000])
-        if old is None or old.message != message[:1000]:
+        # A namespace being deleted refuses new content: its HeRLJobs go next; not worth a Warning.
+        terminating = "because it is being terminated" in exc.message
+        if (old is None or old.message != message[:1000]) and not terminating:
             self.post_event(body, "Warning", reason, message[:1000])
             log.warning("%s/%s: %s", key[0], key[1], message)
         return reason, message[:1000]

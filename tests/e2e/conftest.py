@@ -62,6 +62,7 @@ def release(cluster: DevCluster, kube: Kube) -> str:
 @pytest.fixture(scope="session")
 def operator(cluster: DevCluster, release: str) -> Iterator[OperatorProcess]:
     op = OperatorProcess(cluster, release)
+    op.log.unlink(missing_ok=True)  # the log of this session only (tests read it)
     op.write_kubeconfig(op.token())
     op.start()
     yield op

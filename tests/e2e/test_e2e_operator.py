@@ -4,6 +4,9 @@ collection on delete; RBAC exactly the table."""
 
 from __future__ import annotations
 
+import re
+import time
+
 from devcluster import CPU_NODES, GPU_NODES
 from e2e_support import JSON, OPERATOR_NAMESPACE, Kube, OperatorProcess, condition, herljob, wait_for
 from herl_operator import builders as b
@@ -138,7 +141,9 @@ def test_herljob_becomes_a_scheduled_ray_cluster_with_status(
         ),
         30,
     )
-    assert "403" not in operator.log_text() and "Forbidden" not in operator.log_text()
+    # Running as the chart's ServiceAccount, no call was denied by RBAC ("User ... cannot VERB resource").
+    denied = re.findall(r'cannot \w+ resource "[^"]+"[^"]*"[^"]*"', operator.log_text())
+    assert not denied, denied
 
 
 def _wait_running_cluster(kube: Kube, namespace: str, name: str) -> None:
@@ -271,3 +276,36 @@ def test_operator_follows_a_revoked_token(kube: Kube, operator: OperatorProcess,
     wait_for("a RayJob after the revocation", lambda: rayjob_of(kube, namespace, "with-second-token"), 90)
     assert operator.proc is not None and operator.proc.poll() is None
     assert new_token not in operator.log_text(), "a token reached the log"
+
+
+def test_kuberay_retries_are_mirrored_and_end_in_a_classified_failure(
+    kube: Kube, operator: OperatorProcess, namespace: str
+) -> None:
+    """A real retry, driven by the real KubeRay: under kwok the K8sJobMode submitter pod "completes"
+    without submitting anything, so KubeRay fails each attempt (the Ray job never reaches a terminal
+    state within its 30 s grace period) and retries with a new cluster up to backoffLimit. The
+    operator mirrors every attempt, ends Failed with KubeRay's reason, and starts nothing after."""
+    kube.apply(herljob("retried", namespace, runPolicy={"backoffLimit": 1}))
+
+    def failed() -> JSON | None:
+        cur = kube.get("herljob", "retried", namespace=namespace) or {}
+        return cur if (cur.get("status") or {}).get("phase") == "Failed" else None
+
+    cur = wait_for("the job to fail after its retry", failed, 240, interval=1.0)
+    st = cur["status"]
+    assert [a["result"] for a in st["attempts"]] == ["Retried", "Failed"], st["attempts"]
+    assert st["attemptCount"] == 2 and st["gpuHours"] > 0
+    assert len({a["rayClusterName"] for a in st["attempts"]}) == 2  # a new cluster per attempt
+    reason = condition(cur, "Failed")["reason"]
+    assert reason == st["attempts"][-1]["reason"] and reason.isidentifier(), reason
+    rj = rayjob_of(kube, namespace, "retried")
+    assert rj is not None and rj["status"]["jobDeploymentStatus"] == "Failed" and rj["status"]["failed"] == 2
+    # No crash loop: the terminal job stays as it is through several resync passes (2 s each).
+    uid = rj["metadata"]["uid"]
+    time.sleep(6)
+    again = kube.get("herljob", "retried", namespace=namespace)
+    assert again["status"]["attemptCount"] == 2 and again["status"]["phase"] == "Failed"
+    assert rayjob_of(kube, namespace, "retried")["metadata"]["uid"] == uid
+    # The phases users saw (our Events): never back to Pending between attempts.
+    moves = [e["message"].split(":")[0] for e in kube.events(namespace, "retried") if "→" in e["message"]]
+    assert any("→ Retrying" in m for m in moves) and not any("Retrying → Pending" in m for m in moves), moves
