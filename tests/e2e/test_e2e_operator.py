@@ -309,3 +309,76 @@ def test_kuberay_retries_are_mirrored_and_end_in_a_classified_failure(
     # The phases users saw (our Events): never back to Pending between attempts.
     moves = [e["message"].split(":")[0] for e in kube.events(namespace, "retried") if "→" in e["message"]]
     assert any("→ Retrying" in m for m in moves) and not any("Retrying → Pending" in m for m in moves), moves
+
+
+def _status(kube: Kube, namespace: str, name: str) -> JSON:
+    return (kube.get("herljob", name, namespace=namespace) or {}).get("status") or {}
+
+
+def test_user_suspend_and_resume_through_the_real_kuberay(
+    kube: Kube, operator: OperatorProcess, namespace: str
+) -> None:
+    """runPolicy.suspend → the RayJob is suspended → KubeRay deletes the cluster (Suspending →
+    Suspended) → the attempt closes as Suspended; resuming opens a new attempt on a new cluster."""
+    kube.apply(herljob("pausable", namespace, runPolicy={"backoffLimit": 5}))
+    wait_for("a running attempt", lambda: _status(kube, namespace, "pausable").get("attemptCount") == 1, 120)
+    kube.run(
+        "patch",
+        "herljob",
+        "pausable",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        '{"spec":{"runPolicy":{"suspend":true}}}',
+    )
+    st = wait_for(
+        "phase Suspended",
+        lambda: (s := _status(kube, namespace, "pausable")).get("phase") == "Suspended" and s,
+        90,
+    )
+    assert condition({"status": st}, "Suspended")["reason"] == "SuspendedByUser"
+    assert st["attempts"][0]["result"] in ("Suspended", "Retried")
+    wait_for("KubeRay to delete the cluster", lambda: not kube.items("rayclusters", namespace=namespace), 60)
+    rj = rayjob_of(kube, namespace, "pausable")
+    assert rj["spec"]["suspend"] is True and rj["status"]["jobDeploymentStatus"] == "Suspended"
+
+    kube.run(
+        "patch",
+        "herljob",
+        "pausable",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        '{"spec":{"runPolicy":{"suspend":false}}}',
+    )
+    st = wait_for(
+        "a new attempt after the resume",
+        lambda: (s := _status(kube, namespace, "pausable")).get("attemptCount", 0) >= 2 and s,
+        90,
+    )
+    assert st["attempts"][-1].get("rayClusterName") != st["attempts"][0].get("rayClusterName")
+    assert rayjob_of(kube, namespace, "pausable")["spec"]["suspend"] is False
+
+
+def test_total_budget_stops_the_job_for_real(kube: Kube, operator: OperatorProcess, namespace: str) -> None:
+    """totalBudgetSeconds spans attempts; past it the operator deletes the RayJob (KubeRay then removes
+    the cluster and its pods) and the job ends Failed/BudgetExceeded, for good."""
+    kube.apply(herljob("budgeted", namespace, runPolicy={"backoffLimit": 5, "totalBudgetSeconds": 15}))
+
+    def over() -> JSON | None:
+        st = _status(kube, namespace, "budgeted")
+        return st if condition({"status": st}, "Failed").get("reason") == "BudgetExceeded" else None
+
+    st = wait_for("BudgetExceeded", over, 90)
+    assert st["phase"] == "Failed" and st["attempts"][-1]["result"] == "Failed"
+    wait_for("the RayJob to be deleted", lambda: rayjob_of(kube, namespace, "budgeted") is None, 60)
+    wait_for(
+        "KubeRay to remove the cluster's pods",
+        lambda: not kube.items("pods", namespace=namespace, selector="ray.io/cluster"),
+        90,
+    )
+    time.sleep(5)  # several resync passes: nothing is created again
+    assert rayjob_of(kube, namespace, "budgeted") is None
+    assert _status(kube, namespace, "budgeted")["phase"] == "Failed"
