@@ -28,6 +28,8 @@ RAYJOB_MAX_NAME = 47  # KubeRay: 63 - len("-head-svc") - 6 random chars, rounded
 LABEL_JOB = f"{API_GROUP}/job"
 LABEL_JOB_UID = f"{API_GROUP}/job-uid"
 ANNOTATION_SUSPENDED_BY_US = f"{API_GROUP}/suspended-by-operator"
+#: On a queued job's RayJob: the operator deactivated its Kueue Workload (runPolicy.suspend).
+ANNOTATION_WORKLOAD_DEACTIVATED = f"{API_GROUP}/kueue-workload-deactivated"
 KUEUE_QUEUE = "kueue.x-k8s.io/queue-name"
 KUEUE_PRIORITY = "kueue.x-k8s.io/priority-class"
 MANAGED_BY = "herl-operator"
@@ -308,7 +310,7 @@ def build_rayjob(job: HeRLJob, ctx: Context) -> JSON:
     name = rayjob_name(job.metadata.name)
     meta = _metadata(job, ctx, name, "rayjob", queue_labels(job))
     suspend = desired_suspend(job) if ctx.suspend is None else ctx.suspend
-    if suspend and rp.suspend:
+    if suspend and rp.suspend and job.spec.queue is None:
         meta["annotations"] = {ANNOTATION_SUSPENDED_BY_US: "true"}
     rj_spec: JSON = {
         "entrypoint": ENTRYPOINT,

@@ -231,6 +231,18 @@ class KubeClient:
                 return None
             raise
 
+    async def list(self, res: Resource, namespace: str, label_selector: str) -> list[JSON]:
+        """The items matching a label selector (server-side); [] when the API is not served (404)."""
+        try:
+            out = await self._request(
+                "list", res, "GET", res.path(namespace), params={"labelSelector": label_selector}
+            )
+        except ApiError as exc:
+            if exc.status == 404:
+                return []
+            raise
+        return list(out.get("items") or [])
+
     async def delete(self, res: Resource, namespace: str, name: str) -> bool:
         """Delete with background propagation (children of children go too); False when absent."""
         try:

@@ -63,6 +63,10 @@ RAYJOBS = Resource("ray.io", "v1", "rayjobs")
 CONFIGMAPS = Resource("", "v1", "configmaps")
 JOBS = Resource("batch", "v1", "jobs")
 EVENTS = Resource("", "v1", "events")
+#: Kueue's Workload for a queued RayJob (v1beta2 since Kueue 0.15; v1beta1 before): a user suspend of an
+#: admitted job is done by deactivating it (see reconcile.py), the only suspend Kueue does not undo.
+WORKLOADS = Resource("kueue.x-k8s.io", "v1beta2", "workloads")
+WORKLOADS_V1BETA1 = Resource("kueue.x-k8s.io", "v1beta1", "workloads")
 CRDS = Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", namespaced=False)
 NAMESPACES = Resource("", "v1", "namespaces", namespaced=False)
 
@@ -105,6 +109,14 @@ RULES: tuple[Rule, ...] = (
         ("get", "list", "watch", "create", "patch", "delete"),
         "kopf watches owned RayJobs; the reconciler creates one per HeRLJob, reads it back on 409, "
         "patches suspend/labels, deletes it on budget stop and in its own cleanup",
+    ),
+    Rule(
+        "kueue.x-k8s.io",
+        "workloads",
+        ("list", "patch"),
+        "runPolicy.suspend of a queued job: Kueue unsuspends an admitted RayJob that anyone else suspends "
+        "(a create/delete loop of GPU clusters), so the operator sets the Workload's spec.active instead "
+        "(listed by Kueue's job-uid label; only on a suspend or resume)",
     ),
     Rule(
         "",

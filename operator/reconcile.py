@@ -391,7 +391,25 @@ class Reconciler:
         rp = job.spec.run_policy_
         ours_suspended = annotations.get(b.ANNOTATION_SUSPENDED_BY_US) == "true"
         terminal = (rayjob.get("status") or {}).get("jobDeploymentStatus") in ("Complete", "Failed")
-        if not terminal:
+        if not terminal and job.spec.queue is not None:
+            # Under Kueue a suspended admitted RayJob is unsuspended again ("Job admitted, unsuspending"):
+            # suspending it ourselves starts a fight that creates and deletes GPU clusters in a loop
+            # (seen on the real cluster: 13 attempts in 20 s). Kueue's own way is Workload.spec.active.
+            deactivated = annotations.get(b.ANNOTATION_WORKLOAD_DEACTIVATED) == "true"
+            if rp.suspend != deactivated and await self._set_workload_active(ns, rayjob, not rp.suspend):
+                patch.setdefault("metadata", {}).setdefault("annotations", {})[
+                    b.ANNOTATION_WORKLOAD_DEACTIVATED
+                ] = "true" if rp.suspend else "false"
+                self.post_event(
+                    body,
+                    "Normal",
+                    "Suspending" if rp.suspend else "Resuming",
+                    "spec.runPolicy.suspend is true: Kueue workload deactivated (evicts the cluster)"
+                    if rp.suspend
+                    else "spec.runPolicy.suspend is false: Kueue workload active again (queued "
+                    "for admission; resumes from checkpoint)",
+                )
+        if not terminal and job.spec.queue is None:
             if rp.suspend and not (rspec.get("suspend") and ours_suspended):
                 patch.setdefault("spec", {})["suspend"] = True
                 patch.setdefault("metadata", {}).setdefault("annotations", {})[
@@ -404,11 +422,11 @@ class Reconciler:
                 patch.setdefault("metadata", {}).setdefault("annotations", {})[
                     b.ANNOTATION_SUSPENDED_BY_US
                 ] = "false"
-                if job.spec.queue is None or rspec.get("suspend"):
-                    patch.setdefault("spec", {})["suspend"] = False
+                patch.setdefault("spec", {})["suspend"] = False
                 self.post_event(
                     body, "Normal", "Resuming", "spec.runPolicy.suspend is false: resuming from checkpoint"
                 )
+        if not terminal:
             if rspec.get("backoffLimit") != rp.backoff_limit:
                 patch.setdefault("spec", {})["backoffLimit"] = rp.backoff_limit
             if (
@@ -434,6 +452,28 @@ class Reconciler:
             applied = {}
         ignored = changed_fields(applied, body.get("spec") or {}) if applied else ()
         return rayjob, ignored
+
+    async def _set_workload_active(self, ns: str, rayjob: JSON, active: bool) -> bool:
+        """Set spec.active of the Kueue Workload(s) of ``rayjob``; False when Kueue has made none yet
+        (the next pass tries again)."""
+        uid = (rayjob.get("metadata") or {}).get("uid")
+        if not uid:
+            return False
+        selector = f"kueue.x-k8s.io/job-uid={uid}"
+        v1beta1 = False
+        workloads = await self.client.list(rbac.WORKLOADS, ns, selector)
+        if not workloads:  # Kueue < 0.15 serves only v1beta1
+            workloads = await self.client.list(rbac.WORKLOADS_V1BETA1, ns, selector)
+            v1beta1 = bool(workloads)
+        for wl in workloads:
+            if (wl.get("spec") or {}).get("active", True) == active:
+                continue
+            name, patch = wl["metadata"]["name"], {"spec": {"active": active}}
+            if v1beta1:
+                await self.client.patch(rbac.WORKLOADS_V1BETA1, ns, name, patch)
+            else:
+                await self.client.patch(rbac.WORKLOADS, ns, name, patch)
+        return bool(workloads)
 
     def _announce(self, body: JSON, prev: JSON, status: JSON) -> None:
         old, new = prev.get("phase"), status.get("phase")

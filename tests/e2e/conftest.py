@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT / "tests" / "api"))
 
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[DevCluster]:
-    dc = DevCluster(folder=ROOT / ".cluster-e2e")
+    dc = DevCluster(folder=ROOT / ".cluster-e2e", with_kueue=True)
     if dc.load():
         dc.down()  # left over from an interrupted run
     try:

@@ -1,6 +1,6 @@
 """A real Kubernetes control plane on one machine, from binaries built out of upstream Go modules.
 
-    python tests/e2e/devcluster.py up      # make cluster: build (once), start, wait until ready
+    python tests/e2e/devcluster.py up [--kueue]   # make cluster: build (once), start, wait until ready
     python tests/e2e/devcluster.py down    # make cluster-down: stop everything it started
     python tests/e2e/devcluster.py status
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -35,6 +36,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # PYTHONSAFEPATH: make siblings importable
 
+import devcluster_kueue as kueue
+import yaml
 from devcluster_nodes import nodes_manifest, stages_manifest
 from devcluster_pki import Pki
 
@@ -88,6 +91,7 @@ class DevCluster:
     folder: Path = field(default_factory=lambda: ROOT / ".cluster")
     bins: dict[str, Path] = field(default_factory=dict)
     state: dict = field(default_factory=dict)
+    with_kueue: bool = False
 
     # ---- paths and clients ---------------------------------------------------------------------
 
@@ -389,30 +393,87 @@ class DevCluster:
 
         self.wait("KubeRay operator /readyz", ready, 60, log="kuberay-operator")
 
-    def apply_crds(self) -> None:
-        crds = [
-            *sorted(
-                (module_dir("github.com/ray-project/kuberay/ray-operator") / "config/crd/bases").glob(
-                    "ray.io_*.yaml"
-                )
-            ),
-            ROOT / "manifests/crds/herl.dev_herljobs.yaml",
-        ]
+    def apply_crds(self, crds: list[Path] | None = None) -> None:
+        if crds is None:
+            kuberay = module_dir("github.com/ray-project/kuberay/ray-operator")
+            crds = [
+                *sorted((kuberay / "config/crd/bases").glob("ray.io_*.yaml")),
+                ROOT / "manifests/crds/herl.dev_herljobs.yaml",
+            ]
         for crd in crds:
             self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd))
+        names = {yaml.safe_load(c.read_text())["metadata"]["name"] for c in crds}
 
         def established() -> bool:
             _, body = self.get_json("/apis/apiextensions.k8s.io/v1/customresourcedefinitions")
-            items = body.get("items", [])
-            return len(items) >= len(crds) and all(
-                any(
+            ok = {
+                i["metadata"]["name"]
+                for i in body.get("items", [])
+                if any(
                     c["type"] == "Established" and c["status"] == "True"
                     for c in (i.get("status") or {}).get("conditions") or []
                 )
-                for i in items
-            )
+            }
+            return names <= ok
 
         self.wait("CRDs Established", established, 60)
+
+    def start_kueue(self) -> None:
+        """Kueue's manager beside the apiserver (devcluster_kueue.py says why it is wired this way)."""
+        module = module_dir("sigs.k8s.io/kueue")
+        self.apply_crds(kueue.crd_files(module))
+        self.kubectl(
+            "apply",
+            "-f",
+            "-",
+            input=yaml.safe_dump(
+                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kueue-system"}}
+            ),
+        )
+        certs = self.folder / "kueue-certs"
+        certs.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(self.pki.serving_cert, certs / "tls.crt")  # names 127.0.0.1, signed by our CA
+        shutil.copyfile(self.pki.serving_key, certs / "tls.key")
+        config = self.folder / "kueue-config.yaml"
+        config.write_text(kueue.configuration(self.state["ports"], certs))
+        # Kueue reads its metrics serving pair from the fixed path /etc/kueue/metrics/certs when it
+        # does not manage certificates itself. Rather than writing certificates under /etc, it runs in
+        # a private mount namespace where our folder is bind-mounted there (only an empty
+        # /etc/kueue mount point is left on the host).
+        (certs / "metrics" / "certs").mkdir(parents=True, exist_ok=True)
+        for name in ("tls.crt", "tls.key"):
+            shutil.copyfile(certs / name, certs / "metrics" / "certs" / name)
+        Path("/etc/kueue").mkdir(exist_ok=True)
+        argv = [
+            str(self.bins["kueue"]),
+            f"--config={config}",
+            f"--kubeconfig={self.component_kubeconfig('kueue')}",
+            "--feature-gates=VisibilityOnDemand=false",
+        ]
+        self.spawn(
+            "kueue",
+            [
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                "--",
+                "sh",
+                "-c",
+                'mount --bind "$0" /etc/kueue && exec "$@"',
+                str(certs),
+                *argv,
+            ],
+        )
+        probe = self.state["ports"]["kueue-probe"]
+
+        def ready() -> bool:
+            with urllib.request.urlopen(f"http://127.0.0.1:{probe}/readyz", timeout=2) as r:
+                return r.status == 200
+
+        self.wait("Kueue /readyz", ready, 90, log="kueue")
+        hooks = kueue.webhook_configurations(module, self.state["ports"]["kueue-webhook"], self.pki.ca)
+        self.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(hooks))
 
     # ---- lifecycle -----------------------------------------------------------------------------
 
@@ -421,7 +482,7 @@ class DevCluster:
             raise ClusterError(f"a control plane is already running from {self.folder} (make cluster-down)")
         t0 = time.monotonic()
         log("devcluster: building/locating binaries (scripts/cluster/build.sh)")
-        self.bins = build_binaries()
+        self.bins = build_binaries(("k8s", "kuberay", "kueue") if self.with_kueue else ("k8s", "kuberay"))
         missing = {
             "etcd",
             "kube-apiserver",
@@ -430,6 +491,7 @@ class DevCluster:
             "kubectl",
             "kwok",
             "kuberay-operator",
+            *(("kueue",) if self.with_kueue else ()),
         } - set(self.bins)
         if missing:
             raise ClusterError(f"binaries missing after the build: {sorted(missing)}")
@@ -442,6 +504,9 @@ class DevCluster:
             "kwok",
             "kuberay-metrics",
             "kuberay-probe",
+            "kueue-probe",
+            "kueue-metrics",
+            "kueue-webhook",
         )
         self.state = {
             "ports": {n: free_port() for n in names},
@@ -465,6 +530,7 @@ class DevCluster:
             ("kube-scheduler", self.start_scheduler),
             ("kwok", self.start_kwok),
             ("KubeRay operator", self.start_kuberay),
+            *((("Kueue", self.start_kueue),) if self.with_kueue else ()),
         ]
         for what, step in steps:
             s = time.monotonic()
@@ -512,6 +578,7 @@ def main(argv: list[str]) -> int:
     dc = DevCluster()
     try:
         if cmd == "up":
+            dc.with_kueue = "--kueue" in argv[1:]
             dc.up()
         elif cmd == "down":
             dc.down()

@@ -12,7 +12,7 @@ from herl_operator.kube import KubeClient
 from op_helpers import REPO
 
 OPERATOR_DIR = REPO / "operator"
-CLIENT_VERBS = {n for n in ("get", "create", "patch", "delete") if hasattr(KubeClient, n)}
+CLIENT_VERBS = {n for n in ("get", "list", "create", "patch", "delete") if hasattr(KubeClient, n)}
 RESOURCES = {
     name: getattr(rbac, name) for name in dir(rbac) if isinstance(getattr(rbac, name), rbac.Resource)
 }
