@@ -27,11 +27,11 @@ test: setup cluster-build
 	$(VENV)/bin/pytest -q
 
 # A real Kubernetes control plane on this machine (etcd, kube-apiserver, controller-manager, scheduler,
-# kwok GPU/CPU nodes, KubeRay): KUBECONFIG=.cluster/kubeconfig. See docs/testing.md.
+# kwok GPU/CPU nodes, KubeRay, Kueue): KUBECONFIG=.cluster/kubeconfig. See docs/testing.md.
 cluster-build:
 	@bash scripts/cluster/build.sh >/dev/null
 cluster: setup cluster-build
-	$(PY) tests/e2e/devcluster.py up
+	$(PY) tests/e2e/devcluster.py up --kueue
 cluster-down:
 	@$(PY) tests/e2e/devcluster.py down
 cluster-status:

@@ -28,7 +28,7 @@ import aiohttp
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "e2e"))
 from devcluster import DevCluster  # noqa: E402
-from e2e_support import OPERATOR_NAMESPACE, RELEASE, Kube, OperatorProcess, helm, herljob  # noqa: E402
+from e2e_support import Kube, OperatorProcess, herljob, install_release  # noqa: E402
 from operator_load import _hwm_mb, _pct  # noqa: E402
 
 NS = "bench"
@@ -112,21 +112,7 @@ async def run(n: int, timeout: float = 600.0) -> dict[str, Any]:
     api: Api | None = None
     try:
         kube = Kube(dc)
-        helm(
-            dc,
-            "install",
-            RELEASE,
-            str(REPO / "charts/herl-operator"),
-            "-n",
-            OPERATOR_NAMESPACE,
-            "--create-namespace",
-            "--wait",
-            "--timeout",
-            "120s",
-        )
-        sa = kube.items("deployments", namespace=OPERATOR_NAMESPACE)[0]["spec"]["template"]["spec"][
-            "serviceAccountName"
-        ]
+        sa = install_release(dc, kube)
         kube.run("create", "namespace", NS)
         op = OperatorProcess(dc, sa)
         op.write_kubeconfig(op.token())

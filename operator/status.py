@@ -211,8 +211,12 @@ def update_attempts(job: HeRLJob | None, rayjob: JSON | None, attempts: list[JSO
     )
     name = (rayjob.get("metadata") or {}).get("name")
 
-    if jds == "Initializing" and open_ is None and (rayjob.get("spec") or {}).get("suspend"):
-        return  # created suspended: KubeRay passes Initializing on its way to Suspended; no attempt
+    if jds == "Initializing" and (rayjob.get("spec") or {}).get("suspend"):
+        # Created suspended, KubeRay passes Initializing on its way to Suspended: no attempt. Suspended
+        # while initializing: the phase already says Suspended, so the attempt closes now too.
+        if open_ is not None:
+            _close(open_, "Suspended", now)
+        return
     if jds in ("Initializing", "Running", "Waiting"):
         new = open_ is None or bool(
             (start and open_.get("startTime") and start != open_.get("startTime"))

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 from devcluster import ROOT, ClusterError, DevCluster
-from e2e_support import OPERATOR_NAMESPACE, RELEASE, Kube, OperatorProcess, helm, wait_for
+from e2e_support import Kube, OperatorProcess, install_release, wait_for
 
 # The invalid-spec corpus is shared with tests/api (api_support), whatever subset pytest collects.
 sys.path.insert(0, str(ROOT / "tests" / "api"))
@@ -40,23 +40,8 @@ def kube(cluster: DevCluster) -> Kube:
 
 @pytest.fixture(scope="session")
 def release(cluster: DevCluster, kube: Kube) -> str:
-    """The chart installed with the real helm (its Deployment's pod is kwok-faked; the operator
-    process that really reconciles runs beside the cluster as the chart's ServiceAccount)."""
-    helm(
-        cluster,
-        "install",
-        RELEASE,
-        str(ROOT / "charts/herl-operator"),
-        "-n",
-        OPERATOR_NAMESPACE,
-        "--create-namespace",
-        "--wait",
-        "--timeout",
-        "120s",
-    )
-    deploy = kube.items("deployments", namespace=OPERATOR_NAMESPACE)
-    assert len(deploy) == 1, deploy
-    return str(deploy[0]["spec"]["template"]["spec"]["serviceAccountName"])
+    """The chart's ServiceAccount, after a real `helm install` of the chart."""
+    return install_release(cluster, kube)
 
 
 @pytest.fixture(scope="session")

@@ -71,6 +71,13 @@ class Kube:
     def delete(self, kind: str, name: str, namespace: str, *extra: str) -> None:
         self.run("delete", kind, name, "-n", namespace, "--ignore-not-found", *extra)
 
+    def merge_patch(self, kind: str, name: str, namespace: str, patch: JSON) -> None:
+        self.run("patch", kind, name, "-n", namespace, "--type=merge", "-p", json.dumps(patch))
+
+    def status(self, namespace: str, name: str) -> JSON:
+        """A HeRLJob's status ({} while it has none or is gone)."""
+        return (self.get("herljob", name, namespace=namespace) or {}).get("status") or {}
+
     def events(self, namespace: str, name: str) -> list[JSON]:
         return [
             e
@@ -206,3 +213,23 @@ def condition(obj: JSON | None, ctype: str) -> JSON:
     return next(
         (c for c in ((obj or {}).get("status") or {}).get("conditions") or [] if c["type"] == ctype), {}
     )
+
+
+def install_release(cluster: DevCluster, kube: Kube) -> str:
+    """The chart installed with the real helm into OPERATOR_NAMESPACE; returns its ServiceAccount.
+    (Its Deployment's pod is kwok-faked; the operator that reconciles runs beside the cluster.)"""
+    helm(
+        cluster,
+        "install",
+        RELEASE,
+        str(ROOT / "charts/herl-operator"),
+        "-n",
+        OPERATOR_NAMESPACE,
+        "--create-namespace",
+        "--wait",
+        "--timeout",
+        "120s",
+    )
+    deploy = kube.items("deployments", namespace=OPERATOR_NAMESPACE)
+    assert len(deploy) == 1, deploy
+    return str(deploy[0]["spec"]["template"]["spec"]["serviceAccountName"])

@@ -130,16 +130,7 @@ def test_a_refused_patch_keeps_the_status_updating(
         lambda: kube.get("rayjob", b.rayjob_name(DENIED_PATCH), namespace=namespace),
         60,
     )
-    kube.run(
-        "patch",
-        "herljob",
-        DENIED_PATCH,
-        "-n",
-        namespace,
-        "--type=merge",
-        "-p",
-        '{"spec":{"runPolicy":{"backoffLimit":7}}}',
-    )
+    kube.merge_patch("herljob", DENIED_PATCH, namespace, {"spec": {"runPolicy": {"backoffLimit": 7}}})
 
     def refused() -> JSON | None:
         cur = kube.get("herljob", DENIED_PATCH, namespace=namespace) or {}

@@ -69,12 +69,8 @@ def queue(kube: Kube, namespace: str) -> Iterator[str]:
     kube.run("delete", "clusterqueue", cq, "--wait=false", check=False)
 
 
-def _status(kube: Kube, namespace: str, name: str) -> JSON:
-    return (kube.get("herljob", name, namespace=namespace) or {}).get("status") or {}
-
-
 def _phase_is(kube: Kube, namespace: str, name: str, phase: str) -> JSON | None:
-    st = _status(kube, namespace, name)
+    st = kube.status(namespace, name)
     return st if st.get("phase") == phase else None
 
 
@@ -127,38 +123,20 @@ def test_user_suspend_under_kueue_does_not_fight(
     through the Workload (spec.active=false). Before the fix this made 13 attempts in 20 s."""
     kube.apply(_job("pause-me", namespace, queue))
     wait_for("admitted", lambda: _phase_is(kube, namespace, "pause-me", "Provisioning"), 60)
-    kube.run(
-        "patch",
-        "herljob",
-        "pause-me",
-        "-n",
-        namespace,
-        "--type=merge",
-        "-p",
-        '{"spec":{"runPolicy":{"suspend":true}}}',
-    )
+    kube.merge_patch("herljob", "pause-me", namespace, {"spec": {"runPolicy": {"suspend": True}}})
     wait_for("Suspended", lambda: _phase_is(kube, namespace, "pause-me", "Suspended"), 60)
     rj = kube.get("rayjob", "pause-me", namespace=namespace)
     assert rj["metadata"]["annotations"][b.ANNOTATION_WORKLOAD_DEACTIVATED] == "true"
     workloads = kube.items("workloads", namespace=namespace)
     assert [w["spec"]["active"] for w in workloads] == [False]
     time.sleep(10)  # five resync passes of the operator, and Kueue's own reconciles
-    st = _status(kube, namespace, "pause-me")
+    st = kube.status(namespace, "pause-me")
     assert st["phase"] == "Suspended" and st["attemptCount"] == 1, st
     assert not kube.items("rayclusters", namespace=namespace)
     created = [e for e in kube.events(namespace, "pause-me") if e["reason"] == "CreatedRayCluster"]
     assert len(created) == 1, created  # one cluster ever: no create/delete loop
 
-    kube.run(
-        "patch",
-        "herljob",
-        "pause-me",
-        "-n",
-        namespace,
-        "--type=merge",
-        "-p",
-        '{"spec":{"runPolicy":{"suspend":false}}}',
-    )
+    kube.merge_patch("herljob", "pause-me", namespace, {"spec": {"runPolicy": {"suspend": False}}})
     st = wait_for(
         "re-admitted after the resume",
         lambda: (
@@ -174,16 +152,7 @@ def test_changing_the_queue_of_a_running_job_is_refused_clearly(
 ) -> None:
     kube.apply(_job("moving", namespace, queue))
     wait_for("admitted", lambda: _phase_is(kube, namespace, "moving", "Provisioning"), 60)
-    kube.run(
-        "patch",
-        "herljob",
-        "moving",
-        "-n",
-        namespace,
-        "--type=merge",
-        "-p",
-        '{"spec":{"queue":{"name":"elsewhere"}}}',
-    )
+    kube.merge_patch("herljob", "moving", namespace, {"spec": {"queue": {"name": "elsewhere"}}})
 
     def refused() -> JSON | None:
         cur = kube.get("herljob", "moving", namespace=namespace) or {}

@@ -116,16 +116,7 @@ def test_herljob_becomes_a_scheduled_ray_cluster_with_status(
     assert row.startswith("train-a") and cur["status"]["phase"] in row
 
     # A safe spec edit is applied to the RayJob and observed under the new generation.
-    kube.run(
-        "patch",
-        "herljob",
-        "train-a",
-        "-n",
-        namespace,
-        "--type=merge",
-        "-p",
-        '{"spec":{"runPolicy":{"backoffLimit":5}}}',
-    )
+    kube.merge_patch("herljob", "train-a", namespace, {"spec": {"runPolicy": {"backoffLimit": 5}}})
     wait_for(
         "backoffLimit applied to the RayJob",
         lambda: (rayjob_of(kube, namespace, "train-a") or {}).get("spec", {}).get("backoffLimit") == 5,
@@ -240,16 +231,7 @@ def test_watches_resume_after_the_apiserver_restarts(
     wait_for(
         "a RayJob for a HeRLJob made after the restart", lambda: rayjob_of(kube, namespace, "after"), 120
     )
-    kube.run(
-        "patch",
-        "herljob",
-        "before",
-        "-n",
-        namespace,
-        "--type=merge",
-        "-p",
-        '{"spec":{"runPolicy":{"backoffLimit":4}}}',
-    )
+    kube.merge_patch("herljob", "before", namespace, {"spec": {"runPolicy": {"backoffLimit": 4}}})
     wait_for(
         "an edit after the restart to be applied",
         lambda: (rayjob_of(kube, namespace, "before") or {}).get("spec", {}).get("backoffLimit") == 4,
@@ -311,30 +293,17 @@ def test_kuberay_retries_are_mirrored_and_end_in_a_classified_failure(
     assert any("→ Retrying" in m for m in moves) and not any("Retrying → Pending" in m for m in moves), moves
 
 
-def _status(kube: Kube, namespace: str, name: str) -> JSON:
-    return (kube.get("herljob", name, namespace=namespace) or {}).get("status") or {}
-
-
 def test_user_suspend_and_resume_through_the_real_kuberay(
     kube: Kube, operator: OperatorProcess, namespace: str
 ) -> None:
     """runPolicy.suspend → the RayJob is suspended → KubeRay deletes the cluster (Suspending →
     Suspended) → the attempt closes as Suspended; resuming opens a new attempt on a new cluster."""
     kube.apply(herljob("pausable", namespace, runPolicy={"backoffLimit": 5}))
-    wait_for("a running attempt", lambda: _status(kube, namespace, "pausable").get("attemptCount") == 1, 120)
-    kube.run(
-        "patch",
-        "herljob",
-        "pausable",
-        "-n",
-        namespace,
-        "--type=merge",
-        "-p",
-        '{"spec":{"runPolicy":{"suspend":true}}}',
-    )
+    wait_for("a running attempt", lambda: kube.status(namespace, "pausable").get("attemptCount") == 1, 120)
+    kube.merge_patch("herljob", "pausable", namespace, {"spec": {"runPolicy": {"suspend": True}}})
     st = wait_for(
         "phase Suspended",
-        lambda: (s := _status(kube, namespace, "pausable")).get("phase") == "Suspended" and s,
+        lambda: (s := kube.status(namespace, "pausable")).get("phase") == "Suspended" and s,
         90,
     )
     assert condition({"status": st}, "Suspended")["reason"] == "SuspendedByUser"
@@ -343,19 +312,10 @@ def test_user_suspend_and_resume_through_the_real_kuberay(
     rj = rayjob_of(kube, namespace, "pausable")
     assert rj["spec"]["suspend"] is True and rj["status"]["jobDeploymentStatus"] == "Suspended"
 
-    kube.run(
-        "patch",
-        "herljob",
-        "pausable",
-        "-n",
-        namespace,
-        "--type=merge",
-        "-p",
-        '{"spec":{"runPolicy":{"suspend":false}}}',
-    )
+    kube.merge_patch("herljob", "pausable", namespace, {"spec": {"runPolicy": {"suspend": False}}})
     st = wait_for(
         "a new attempt after the resume",
-        lambda: (s := _status(kube, namespace, "pausable")).get("attemptCount", 0) >= 2 and s,
+        lambda: (s := kube.status(namespace, "pausable")).get("attemptCount", 0) >= 2 and s,
         90,
     )
     assert st["attempts"][-1].get("rayClusterName") != st["attempts"][0].get("rayClusterName")
@@ -368,7 +328,7 @@ def test_total_budget_stops_the_job_for_real(kube: Kube, operator: OperatorProce
     kube.apply(herljob("budgeted", namespace, runPolicy={"backoffLimit": 5, "totalBudgetSeconds": 15}))
 
     def over() -> JSON | None:
-        st = _status(kube, namespace, "budgeted")
+        st = kube.status(namespace, "budgeted")
         return st if condition({"status": st}, "Failed").get("reason") == "BudgetExceeded" else None
 
     st = wait_for("BudgetExceeded", over, 90)
@@ -381,4 +341,4 @@ def test_total_budget_stops_the_job_for_real(kube: Kube, operator: OperatorProce
     )
     time.sleep(5)  # several resync passes: nothing is created again
     assert rayjob_of(kube, namespace, "budgeted") is None
-    assert _status(kube, namespace, "budgeted")["phase"] == "Failed"
+    assert kube.status(namespace, "budgeted")["phase"] == "Failed"

@@ -296,3 +296,15 @@ def test_new_between_attempts_stays_retrying() -> None:
     prev = _step(job, between, prev, 2)
     assert prev["phase"] == "Retrying" and prev["attemptCount"] == 1
     assert s.derive_status(job, _rj("New"), {}, NOW)["phase"] == "Pending"
+
+
+def test_suspended_while_initializing_closes_the_attempt_with_the_phase() -> None:
+    """Seen on the real cluster: a user suspend while the cluster initializes showed phase Suspended
+    with the attempt still Running until KubeRay reached Suspending."""
+    job = _job(queue=False, suspend=True)
+    prev = _step(_job(queue=False), _rj("Initializing"), {}, 0)
+    assert prev["attempts"][-1]["result"] == "Running"
+    st = _step(job, _rj("Initializing", suspend=True), prev, 1)
+    assert st["phase"] == "Suspended" and st["attempts"][-1]["result"] == "Suspended"
+    st = _step(job, _rj("Suspended", suspend=True, rayClusterName=""), st, 2)
+    assert st["attemptCount"] == 1 and st["attempts"][-1]["result"] == "Suspended"
