@@ -3,7 +3,7 @@
 1. Stage CPU time for 512 rollouts (64 groups × 8, synthetic IF prompts, rewards pre-computed with the
    real IFEval checkers): :func:`herl.core.run_hindsight_stage` with generation and revision scoring
    replaced by pre-computed answers (their time is excluded), plus the engine's
-   :func:`herl.engine.trainer.apply_outcomes` (BR spreading + HE-row construction with a real tokenizer).
+   :func:`herl.core.apply_outcomes` (BR spreading + HE-row construction with a real tokenizer).
    Goal: ≤ 20 ms per step.
 2. Step time with vs without hindsight: the local engine on the same job, hindsight on / off, steps
    interleaved (on, off, on, off, ...) so machine load hits both alike; reports the timing_s breakdown.
@@ -28,11 +28,19 @@ ROOT = Path(__file__).resolve().parents[1]
 def stage_cpu(repeats: int, groups: int, group_size: int) -> dict[str, Any]:
     import random
 
-    from herl.core import Rollout, RolloutGroup, run_hindsight_stage, slot_rng
+    from herl.core import (
+        GeneratedTokens,
+        Rollout,
+        RolloutGroup,
+        TokenRow,
+        apply_outcomes,
+        last_token_scores,
+        run_hindsight_stage,
+        slot_rng,
+    )
     from herl.core.config import HindsightConfig
     from herl.data.synthetic import generate_synthetic_if
     from herl.engine.tiny import tiny_tokenizer
-    from herl.engine.trainer import TrainRow, apply_outcomes
     from herl.rewards.instruction_following import score_if
 
     rng = random.Random(0)
@@ -77,7 +85,7 @@ def stage_cpu(repeats: int, groups: int, group_size: int) -> dict[str, Any]:
     for t in rev_texts:
         rev_cache[t] = score_if(t, rows[0]["reward_model"]["ground_truth"], "ifeval")
     tok = tiny_tokenizer()
-    gen_ids = [tok(t, add_special_tokens=False)["input_ids"] for t in rev_texts]
+    gen_ids = [GeneratedTokens(tok(t, add_special_tokens=False)["input_ids"]) for t in rev_texts]
     cfg = HindsightConfig(threshold=1.01)  # revise every group: the worst case
     stage_ms, apply_ms, callback_ms, jobs = [], [], [], []
     for r in range(repeats):
@@ -89,9 +97,9 @@ def stage_cpu(repeats: int, groups: int, group_size: int) -> dict[str, Any]:
             cb[0] += time.perf_counter() - t
             return out
 
-        def score_fn(items: list[tuple[Any, str]], cb: list[float] = cb) -> list[Any]:
+        def score_fn(items: list[Any], cb: list[float] = cb) -> list[Any]:
             t = time.perf_counter()
-            out = [rev_cache[text] for _, text in items]
+            out = [rev_cache[it.text] for it in items]
             cb[0] += time.perf_counter() - t
             return out
 
@@ -102,12 +110,12 @@ def stage_cpu(repeats: int, groups: int, group_size: int) -> dict[str, Any]:
         jobs.append(len(res.jobs))
         grows = [
             [
-                TrainRow(
+                TokenRow(
                     uid=str(g),
                     prompt_ids=[1] * 100,
                     response_ids=[5] * (10 + j),
+                    token_scores=last_token_scores(10 + j, ro.r),
                     result=ro.reward,
-                    reward=ro.r,
                 )
                 for j, ro in enumerate(grp.rollouts)
             ]
@@ -118,7 +126,6 @@ def stage_cpu(repeats: int, groups: int, group_size: int) -> dict[str, Any]:
             res,
             grows,
             gen_ids[: len(res.jobs)],
-            1,
             encode_raw=lambda s: tok(s, add_special_tokens=False)["input_ids"],
             eos_id=tok.eos_token_id,
             pad_id=tok.pad_token_id,

@@ -36,17 +36,16 @@ import numpy as np
 import torch
 
 from herl.core import (
-    Rollout,
-    RolloutGroup,
+    GeneratedTokens,
+    RevisionToScore,
+    TokenRow,
     aggregate,
     build_he_mask,
     grpo_advantages,
-    he_response_tokens,
     herl_policy_loss,
-    outcome_bonus_rows,
-    run_hindsight_stage,
+    last_token_scores,
+    run_token_stage,
     slot_rng,
-    spread_bonus,
 )
 from herl.core.config import RevisionSampling
 from herl.engine import checkpoint as ckpt
@@ -70,17 +69,8 @@ def derive_seed(seed: int, step: int, phase: int) -> int:
     return int(np.random.SeedSequence([seed, step, phase, 0x4845]).generate_state(1)[0] & 0x7FFFFFFF)
 
 
-@dataclass
-class TrainRow:
-    """One training row: a rollout, a duplicated best original, or an HE row."""
-
-    uid: str
-    prompt_ids: list[int]
-    response_ids: list[int]
-    result: RewardResult
-    reward: float
-    he: bool = False
-    kind: str = "rollout"  # rollout | he | duplicate
+TrainRow = TokenRow
+"""A training row of the local engine: a rollout, a duplicated best original or an HE row."""
 
 
 @dataclass
@@ -467,72 +457,44 @@ class LocalTrainer:
         records: list[dict[str, Any]],
         timing: dict[str, float],
     ) -> tuple[list[list[TrainRow]], dict[str, float]]:
+        """The stage through :func:`herl.core.run_token_stage`: revisions from this model (π_old) in
+        one seeded batched call, scored under the ORIGINAL prompt record of their group."""
         s = self.settings
-        cfg = s.hindsight
-        groups = [
-            RolloutGroup(
-                uid=rows[0].uid,
-                prompt=self.decode(rows[0].prompt_ids),
-                rollouts=tuple(
-                    Rollout(response=self.decode(r.response_ids), reward=r.result, train_reward=r.reward)
-                    for r in rows
-                ),
-                record=records[gi],
-            )
-            for gi, rows in enumerate(groups_rows)
-        ]
-        generated: list[list[int]] = []
-        used: dict[str, float] = {}
 
-        def generate_fn(prompts: list[str], sampling: RevisionSampling) -> list[str]:
+        def generate_tokens(ids: list[list[int]], sampling: RevisionSampling) -> list[GeneratedTokens]:
             t = time.perf_counter()
-            temp = s.temperature if sampling.temperature is None else float(sampling.temperature)
-            top_p = s.top_p if sampling.top_p is None else float(sampling.top_p)
-            max_tokens = s.max_response_length if sampling.max_tokens is None else int(sampling.max_tokens)
-            used.update(temperature=temp, top_p=top_p, max_tokens=float(max_tokens))
-            ids = [self.encode_raw(p)[-s.max_prompt_length :] for p in prompts]
             outs = self._generate(
                 ids,
-                temperature=temp,
-                top_p=top_p,
-                max_new_tokens=max_tokens,
+                temperature=s.temperature if sampling.temperature is None else float(sampling.temperature),
+                top_p=s.top_p if sampling.top_p is None else float(sampling.top_p),
+                max_new_tokens=s.max_response_length
+                if sampling.max_tokens is None
+                else int(sampling.max_tokens),
                 seed=derive_seed(s.seed, step, 1),
             )
-            generated.extend(outs)
             timing["gen_revision"] = timing.get("gen_revision", 0.0) + time.perf_counter() - t
-            return [self.decode(o) for o in outs]
+            return [GeneratedTokens(token_ids=o) for o in outs]
 
-        def score_fn(items: list[tuple[Any, str]]) -> list[RewardResult]:
+        def score_revisions(items: list[RevisionToScore]) -> list[RewardResult]:
             t = time.perf_counter()
-            out = self.score(items)
+            out = self.score([(records[it.group], it.text) for it in items])
             timing["reward_revision"] = timing.get("reward_revision", 0.0) + time.perf_counter() - t
             return out
 
-        chat_wrap = None
-        if cfg.chat_template:
-
-            def chat_wrap(text: str) -> str:
-                return self.tokenizer.apply_chat_template(
-                    [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
-                )
-
         self._check_stop()
-        result = run_hindsight_stage(
-            groups, generate_fn, score_fn, cfg, slot_rng(s.seed, step), chat_wrap=chat_wrap
-        )
-        new_groups = apply_outcomes(
-            result,
+        new_groups, result = run_token_stage(
             groups_rows,
-            generated,
-            cfg.revisions_per_candidate,
-            encode_raw=self.encode_raw,
+            tokenizer=self.tokenizer,
+            generate_tokens=generate_tokens,
+            score_revisions=score_revisions,
+            cfg=s.hindsight,
+            rng=slot_rng(s.seed, step),
             eos_id=self.eos_id,
             pad_id=self.pad_id,
             max_prompt_length=s.max_prompt_length,
             max_response_length=s.max_response_length,
         )
-        metrics = {f"herl/{k}": float(v) for k, v in result.metrics.items()}
-        return new_groups, metrics
+        return new_groups, {f"herl/{k}": float(v) for k, v in result.metrics.items()}
 
     # ------------------------------------------------------------------------------- log-probs
     def _logprobs(
@@ -599,8 +561,10 @@ class LocalTrainer:
                     uid=f"{step}-{g}",
                     prompt_ids=gen_prompts[g * s.group_size + j],
                     response_ids=responses[g * s.group_size + j],
+                    token_scores=last_token_scores(
+                        len(responses[g * s.group_size + j]), results[g * s.group_size + j].score
+                    ),
                     result=results[g * s.group_size + j],
-                    reward=float(results[g * s.group_size + j].score),
                 )
                 for j in range(s.group_size)
             ]
@@ -1005,98 +969,6 @@ class LocalTrainer:
 
 
 # ---------------------------------------------------------------------------------------- helpers
-
-
-def apply_outcomes(
-    result: Any,
-    groups_rows: list[list[TrainRow]],
-    generated: Sequence[Sequence[int]],
-    k: int,
-    *,
-    encode_raw: Callable[[str], list[int]],
-    eos_id: int,
-    pad_id: int,
-    max_prompt_length: int,
-    max_response_length: int,
-) -> list[list[TrainRow]]:
-    """Turn the stage's outcomes into training rows, in the released order: BR first (spread over the
-    candidate's response tokens with :func:`spread_bonus`), then the kept row written at its slot (or
-    appended). HE rows: the hindsight prompt as raw tokens, left-truncated to ``max_prompt_length``
-    (or the original prompt under ``train_under=instruction``); the revision's token ids with EOS
-    appended (:func:`he_response_tokens`); reward = the revision's score."""
-    flat = [r for g in groups_rows for r in g]
-    layout: list[list[int]] = []
-    pos = 0
-    for g in groups_rows:
-        layout.append(list(range(pos, pos + len(g))))
-        pos += len(g)
-    rows_b, deltas = outcome_bonus_rows(result.outcomes, layout)
-    new_groups = [[TrainRow(**vars(r)) for r in g] for g in groups_rows]
-    if rows_b:
-        width = max(1, max(len(r.response_ids) for r in flat))
-        mask = torch.zeros((len(flat), width), dtype=torch.float64)
-        tok = torch.zeros((len(flat), width), dtype=torch.float64)
-        for i, r in enumerate(flat):
-            n = len(r.response_ids)
-            if n:
-                mask[i, :n] = 1
-                tok[i, n - 1] = r.reward
-        shaped = spread_bonus(tok, mask, rows_b, deltas).sum(-1).tolist()
-        for gi, g in enumerate(new_groups):
-            for j, r in enumerate(g):
-                r.reward = float(shaped[layout[gi][j]])
-    job_pos = {id(job): j for j, job in enumerate(result.jobs)}
-    for oc in result.outcomes:
-        if oc.row is None or oc.slot is None:
-            continue
-        new = oc.row
-        group = new_groups[oc.group]
-        if new.is_he or new.source is None:
-            rev = next(
-                (
-                    rv
-                    for rv in oc.revisions
-                    if rv.text == new.response and (new.prompt_is_original or rv.job.prompt == new.prompt)
-                ),
-                None,
-            )
-            if rev is None:
-                raise RuntimeError(f"group {oc.uid}: the kept revision is not among its revisions")
-            gen_ids = generated[job_pos[id(rev.job)] * k + rev.sample]
-            prompt_ids = (
-                list(group[0].prompt_ids)
-                if new.prompt_is_original
-                else encode_raw(new.prompt)[-max_prompt_length:]
-            )
-            resp_t, mask_t = he_response_tokens(
-                list(gen_ids), max_response_length, eos_id, pad_id, append_eos=new.append_eos
-            )
-            n = int(mask_t.sum())
-            built = TrainRow(
-                uid=oc.uid,
-                prompt_ids=prompt_ids,
-                response_ids=resp_t[:n].tolist(),
-                result=new.result,
-                reward=float(new.reward),
-                he=bool(new.is_he),
-                kind="he" if new.is_he else "revision",
-            )
-        else:
-            src = group[new.source]
-            built = TrainRow(
-                uid=oc.uid,
-                prompt_ids=list(src.prompt_ids),
-                response_ids=list(src.response_ids),
-                result=src.result,
-                reward=src.reward,
-                he=False,
-                kind="duplicate",
-            )
-        if oc.slot < len(group):
-            group[oc.slot] = built
-        else:
-            group.append(built)
-    return new_groups
 
 
 def step_line(m: dict[str, Any], total: int) -> str:
