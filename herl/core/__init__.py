@@ -20,6 +20,7 @@ from herl.core.config import (
 )
 from herl.core.diagnose import collect_revision_jobs, count_met, group_best, ranked_best, select_candidates
 from herl.core.incorporate import bonus_deltas, choose_revision, incorporate_group
+from herl.core.kl import KL_TYPES, kl_penalty
 from herl.core.loss import aggregate, he_weight, herl_policy_loss
 from herl.core.prompts import (
     build_constraint_prompt,
@@ -51,6 +52,7 @@ from herl.core.types import (
 )
 
 __all__ = [
+    "KL_TYPES",
     "METRIC_KEYS",
     "GenerateFn",
     "GeneratedTokens",
@@ -87,6 +89,7 @@ __all__ = [
     "hindsight_config_from_spec",
     "incorporate_group",
     "is_rubric_reward",
+    "kl_penalty",
     "last_token_scores",
     "loss_config_from_spec",
     "outcome_bonus_rows",

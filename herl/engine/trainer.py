@@ -43,6 +43,7 @@ from herl.core import (
     build_he_mask,
     grpo_advantages,
     herl_policy_loss,
+    kl_penalty,
     last_token_scores,
     run_token_stage,
     slot_rng,
@@ -978,21 +979,6 @@ def step_line(m: dict[str, Any], total: int) -> str:
         f"{m['herl/all_met_rate']:.2f}, hindsight success {m.get('herl/success_rate', 0.0):.2f}, "
         f"{m['perf/throughput']:.0f} tok/s, {m['timing_s/step']:.1f} s"
     )
-
-
-def kl_penalty(logp: torch.Tensor, ref: torch.Tensor, kind: str) -> torch.Tensor:
-    """Per-token KL estimate of π_θ against the frozen reference (veRL's kl/abs/mse/low_var_kl)."""
-    diff = logp - ref
-    if kind == "kl":
-        return diff
-    if kind == "abs":
-        return diff.abs()
-    if kind == "mse":
-        return 0.5 * diff.square()
-    if kind == "low_var_kl":
-        kl = (ref - logp).clamp(-20, 20)
-        return (kl.exp() - kl - 1).clamp(-10, 10)
-    raise UserError(f"spec.algorithm.klLoss.type {kind!r} is not supported")
 
 
 def _pad_rows(rows: Sequence[torch.Tensor], width: int, device: torch.device) -> torch.Tensor:
