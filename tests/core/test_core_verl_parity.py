@@ -82,9 +82,15 @@ def test_grpo_matches_verl() -> None:
 
 
 @pytest.mark.parametrize("mode", ["token-mean", "token-sum", "seq-mean-token-sum", "seq-mean-token-mean"])
-def test_aggregate_matches_verl(mode: str) -> None:
+@pytest.mark.parametrize("dp_size", [1, 3])
+def test_aggregate_matches_verl(mode: str, dp_size: int) -> None:
     _, _, lm, rm = _tensors(4)
     assert aggregate(lm, rm, mode).item() == pytest.approx(verl_algos.agg_loss(lm, rm, mode).item(), rel=1e-6)
+    # with the global counts of dp_size ranks, as veRL's ppo_loss passes them
+    counts = {"batch_num_tokens": float(rm.sum()) * dp_size, "global_batch_size": rm.shape[0] * dp_size}
+    ours = aggregate(lm, rm, mode, dp_size=dp_size, **counts).item()
+    theirs = verl_algos.agg_loss(lm, rm, mode, dp_size=dp_size, **counts).item()
+    assert ours == pytest.approx(theirs, rel=1e-6)
 
 
 @pytest.mark.parametrize("kind", KL_TYPES)
