@@ -23,7 +23,7 @@ from herl.core.diagnose import collect_revision_jobs
 from herl.core.incorporate import incorporate_group, untouched
 from herl.core.prompts import ChatWrap
 from herl.core.types import GroupOutcome, Revision, RevisionItem, RolloutGroup, StageResult
-from herl.rewards.types import RewardResult
+from herl.rewards.types import RewardResult, count_errors
 
 GenerateFn = Callable[[list[str], RevisionSampling], Sequence[str]]
 ScoreFn = Callable[[list[RevisionItem]], Sequence[RewardResult]]
@@ -34,6 +34,7 @@ METRIC_KEYS = (
     "prompts_attempted",
     "revisions_generated",
     "empty_revisions",
+    "revision_errors",
     "success_rate",
     "over_prev_best",
     "tie_kept",
@@ -154,6 +155,7 @@ def run_hindsight_stage(
         prompts_attempted=float(len(jobs)),
         revisions_generated=float(n_rev),
         empty_revisions=float(empty),
+        revision_errors=float(count_errors(results)),
         success_rate=success / n_rev,
         over_prev_best=over / attempted,
         tie_kept=float(tie),

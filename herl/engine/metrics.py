@@ -10,6 +10,7 @@ Mixed into :class:`herl.engine.trainer.LocalTrainer`, which owns the state named
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
@@ -19,7 +20,7 @@ import torch
 
 from herl.core import TokenRow
 from herl.engine.settings import EngineSettings
-from herl.metrics.keys import CHECKPOINT_STEP
+from herl.metrics.keys import CHECKPOINT_STEP, REWARD_ERRORS
 from herl.rewards.types import RewardResult
 
 METRICS_FILE = "metrics.jsonl"
@@ -30,6 +31,7 @@ def step_line(m: dict[str, Any], total: int) -> str:
     return (
         f"step {m['training/global_step']}/{total}: reward {m['critic/score/mean']:.3f}, all met "
         f"{m['herl/all_met_rate']:.2f}, hindsight success {m.get('herl/success_rate', 0.0):.2f}, "
+        f"reward errors {m.get(REWARD_ERRORS, 0.0):.0f}, "
         f"{m['perf/throughput']:.0f} tok/s, {m['timing_s/step']:.1f} s"
     )
 
@@ -138,6 +140,20 @@ class MetricsMixin:
         path.write_text("".join(x + "\n" for x in keep))
         return path
 
+    def _open_progress_bar(self) -> None:
+        """The tqdm bar on stderr (disabled with ``progress=False``: one log line per step instead)."""
+        from tqdm.auto import tqdm
+
+        self._bar = tqdm(
+            total=self.total_steps,
+            initial=self.step,
+            desc=self.name,
+            unit="step",
+            disable=not self.progress,
+            dynamic_ncols=True,
+            file=sys.stderr,
+        )
+
     def _record_step(self, metrics: dict[str, Any], step: int, metrics_file: TextIO) -> None:
         """One finished step: history (numbers only, kept in checkpoints), the metrics file, Prometheus,
         and the progress bar (or one log line when the bar is off)."""
@@ -150,6 +166,7 @@ class MetricsMixin:
             reward=f"{metrics['critic/score/mean']:.3f}",
             all_met=f"{metrics['herl/all_met_rate']:.2f}",
             he_succ=f"{metrics.get('herl/success_rate', 0.0):.2f}",
+            errors=f"{metrics.get(REWARD_ERRORS, 0.0):.0f}",
             tok_s=f"{metrics['perf/throughput']:.0f}",
             refresh=False,
         )

@@ -7,6 +7,7 @@ Mixed into :class:`herl.engine.trainer.LocalTrainer`, which owns the state named
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,12 +18,34 @@ from herl.core import TokenRow, last_token_scores
 from herl.engine import policy
 from herl.engine.inputs import user_text
 from herl.engine.settings import EngineSettings
-from herl.rewards.types import RewardResult
+from herl.errors import UserError
+from herl.rewards.types import RewardResult, count_errors
 
 
 def derive_seed(seed: int, step: int, phase: int) -> int:
     """Per-step, per-phase seed: a resumed run samples exactly what an uninterrupted one would."""
     return int(np.random.SeedSequence([seed, step, phase, 0x4845]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+def check_reward_errors(results: Sequence[RewardResult], *, step: int, limit: float) -> int:
+    """The number of failed rewards among a step's scored responses; past ``limit`` (a fraction), stop.
+
+    A failed reward scores 0 without judging the response (a checker that cannot load, a judge that
+    cannot be reached). Training on those zeros would quietly teach the policy noise, so the step is
+    refused before its update and the message names the most common reasons.
+    """
+    n = count_errors(results)
+    if results and n / len(results) > limit:
+        reasons = Counter(r.error for r in results if r.error is not None)
+        top = "; ".join(f"{reason} (×{k})" for reason, k in reasons.most_common(3))
+        raise UserError(
+            f"step {step}: {n} of {len(results)} rewards failed ({n / len(results):.0%}, above "
+            f"spec.reward.maxErrorFraction {limit:g}); most common: {top}. Stopped without training on "
+            f"them: fix the reward (checker packages and data, judge endpoint and key) or raise "
+            f"spec.reward.maxErrorFraction. Checkpoints of earlier steps are kept.",
+            exit_code=3,
+        )
+    return n
 
 
 class _null:
@@ -60,6 +83,15 @@ class RolloutMixin:
             order = np.random.default_rng([self.settings.seed, epoch, 0xDA7A]).permutation(n)
             out.append(int(order[pos]))
         return out
+
+    def planned_steps(self, override: int | None) -> int:
+        """Total training steps: the override, else ``algorithm.totalSteps``, else whole batches × epochs."""
+        if override is not None:
+            return override
+        a = self.spec.algorithm_
+        if a.total_steps is not None:
+            return a.total_steps
+        return max(1, len(self.records) // self.settings.batch_prompts) * a.epochs
 
     def score(self, items: Sequence[tuple[dict[str, Any], str]]) -> list[RewardResult]:
         """Score (record, response text) pairs with the spec's reward, in order."""

@@ -31,7 +31,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,9 +44,11 @@ from herl.engine.checkpoint import CheckpointMixin
 from herl.engine.hindsight import engine_hindsight
 from herl.engine.metrics import MetricsMixin
 from herl.engine.models import resolve_model_path
-from herl.engine.rollout import RolloutMixin
+from herl.engine.rollout import RolloutMixin, check_reward_errors
 from herl.engine.settings import EngineSettings
 from herl.engine.update import UpdateMixin, row_advantages
+from herl.metrics.keys import REWARD_ERRORS
+from herl.rewards.types import RewardResult
 
 log = logging.getLogger(__name__)
 
@@ -206,16 +208,8 @@ class LocalTrainer(RolloutMixin, UpdateMixin, CheckpointMixin, MetricsMixin):
         self.history: list[dict[str, Any]] = []
         if self.resumed_from is not None:
             self._restore(self.resumed_from)
-        self.total_steps = self._total_steps()
+        self.total_steps = self.planned_steps(self.steps_override)
         self.prepared = True
-
-    def _total_steps(self) -> int:
-        if self.steps_override is not None:
-            return self.steps_override
-        a = self.spec.algorithm_
-        if a.total_steps is not None:
-            return a.total_steps
-        return max(1, len(self.records) // self.settings.batch_prompts) * a.epochs
 
     def _check_stop(self) -> None:
         if self._stop:
@@ -233,10 +227,18 @@ class LocalTrainer(RolloutMixin, UpdateMixin, CheckpointMixin, MetricsMixin):
         self._check_stop()
         groups_rows = self.score_groups(step, idx, responses, timing)
         originals = [r for g in groups_rows for r in g]
+        scored = [r.result for r in originals]
+        check_reward_errors(scored, step=step, limit=s.max_reward_error_fraction)  # before revising them
         self._check_stop()
 
         # 3. hindsight
         stage_metrics: dict[str, float] = {}
+
+        def score_revisions(items: Sequence[tuple[dict[str, Any], str]]) -> list[RewardResult]:
+            out = self.score(items)
+            scored.extend(out)
+            return out
+
         if s.hindsight.enabled:
             t = time.perf_counter()
             groups_rows, stage_metrics = engine_hindsight(
@@ -246,12 +248,15 @@ class LocalTrainer(RolloutMixin, UpdateMixin, CheckpointMixin, MetricsMixin):
                 settings=s,
                 tokenizer=self.tokenizer,
                 generate=self._generate,
-                score=self.score,
+                score=score_revisions,
                 eos_id=self.eos_id,
                 pad_id=self.pad_id,
                 timing=timing,
             )
             timing["hindsight"] = time.perf_counter() - t
+        stage_metrics[REWARD_ERRORS] = float(
+            check_reward_errors(scored, step=step, limit=s.max_reward_error_fraction)
+        )
         rows = [r for g in groups_rows for r in g]
         self._check_stop()
 
@@ -318,17 +323,7 @@ class LocalTrainer(RolloutMixin, UpdateMixin, CheckpointMixin, MetricsMixin):
         main_thread = threading.current_thread() is threading.main_thread()
         if main_thread:
             signal.signal(signal.SIGINT, on_sigint)
-        from tqdm.auto import tqdm
-
-        self._bar = tqdm(
-            total=self.total_steps,
-            initial=self.step,
-            desc=self.name,
-            unit="step",
-            disable=not self.progress,
-            dynamic_ncols=True,
-            file=sys.stderr,
-        )
+        self._open_progress_bar()
         try:
             with metrics_file.open("a") as mf:
                 while self.step < self.total_steps:

@@ -26,7 +26,8 @@ import torch
 from herl.core import HindsightConfig, StageResult
 from herl.core.config import RevisionSampling
 from herl.core.rows import GeneratedTokens, RevisionToScore, TokenRow, run_token_stage
-from herl.rewards.types import RewardResult
+from herl.metrics.keys import REWARD_ERRORS
+from herl.rewards.types import RewardResult, count_errors
 
 Row = TokenRow
 """One trajectory, un-padded: the core's :class:`~herl.core.rows.TokenRow` (``key`` is the TransferQueue
@@ -150,6 +151,8 @@ def run_stage_on_rows(
     metrics["herl/he_rows"] = float(sum(r.he for r in out))
     originals = [r.result for r in rows]
     metrics["herl/all_met_rate"] = float(np.mean([res.all_met for res in originals])) if originals else 0.0
+    # failed rewards of the step's rollouts (read back from reward_extra_info) and of the revisions
+    metrics[REWARD_ERRORS] = float(count_errors(originals)) + result.metrics.get("revision_errors", 0.0)
     return out, StageReport(result=result, metrics=metrics, sampling=used_sampling)
 
 

@@ -436,3 +436,59 @@ def test_budget_split_and_checkpointing_keep_the_update(tiny_dir: Path, tmp_path
     pa_, pb = params(whole.model), params(split.model)
     for k in pa_:
         torch.testing.assert_close(pa_[k], pb[k], rtol=0, atol=1e-5)  # summation order only
+
+
+# ----------------------------------------------------------------------------- failed rewards
+
+
+def test_broken_checker_install_stops_before_training(
+    tiny_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every IF reward fails to load its checkers: the run stops with a clear message, trains nothing."""
+    from herl.rewards import checkers
+
+    def broken() -> Any:
+        raise ImportError("No module named 'lm_eval'")
+
+    tr = LocalTrainer(make_job(tiny_dir), tmp_path / "out", progress=False, threads=1, echo=lambda s: None)
+    tr.prepare()  # the synthetic prompts need the real registry; the rewards then lose it
+    monkeypatch.setattr(checkers, "ifeval_registry", broken)
+    before = params(tr.model)
+    with pytest.raises(UserError, match=r"maxErrorFraction") as info:
+        tr.run()
+    msg = str(info.value)
+    assert "step 1: 8 of 8 rewards failed (100%" in msg and "checker_load_failed" in msg
+    assert info.value.exit_code == 3
+    after = params(tr.model)
+    assert all(torch.equal(before[k], after[k]) for k in before)  # no update ran
+    assert tr.step == 0 and not (tmp_path / "out" / "checkpoints").exists()
+    assert (tmp_path / "out" / "metrics.jsonl").read_text() == ""
+
+
+class OneFailedReward(VariedReward):
+    """The first response of every scoring call comes back failed (score 0, an error reason)."""
+
+    def score(self, items: Any) -> list[RewardResult]:
+        import dataclasses
+
+        out = super().score(items)
+        if out:
+            out[0] = dataclasses.replace(out[0], score=0.0, dense=0.0, error="judge_timeout")
+        return out
+
+
+def test_failed_rewards_below_the_limit_are_counted(tiny_dir: Path, tmp_path: Path) -> None:
+    lines: list[str] = []
+    job = make_job(tiny_dir, **{"reward.maxErrorFraction": 0.5, "algorithm.totalSteps": 1})
+    tr = OneFailedReward(job, tmp_path / "out", progress=False, threads=1, echo=lines.append)
+    summary = tr.run()
+    m = summary.history[0]
+    # one failed rollout (first of the rollout batch) and one failed revision (first of the revisions)
+    assert m["herl/revisions_generated"] - m["herl/empty_revisions"] >= 1  # the stage did score some
+    assert m["herl/reward_errors"] == 2 and m["herl/revision_errors"] == 1
+    assert any("reward errors 2," in line for line in lines), lines
+    assert json.loads((tmp_path / "out" / "metrics.jsonl").read_text())["herl/reward_errors"] == 2
+    # the same run with the default limit (0.05 of 8 rollouts) stops at that one failure
+    strict = OneFailedReward(make_job(tiny_dir), tmp_path / "strict", progress=False, threads=1, echo=str)
+    with pytest.raises(UserError, match=r"1 of 8 rewards failed.*judge_timeout"):
+        strict.run()

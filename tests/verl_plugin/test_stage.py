@@ -333,3 +333,17 @@ def test_blank_revision_does_not_shift_the_ids_later_revisions_are_scored_on(tok
     # the duplicate in uid1 copies uid1's shaped best original
     k1 = G + oc1.slot
     assert out.batch["token_level_scores"][k1].sum().item() == pytest.approx(0.5 + 0.05 * (0.25 - 0.5))
+
+
+def test_failed_rewards_are_counted_in_the_step_metrics(tokenizer):
+    """Rollouts whose reward carries an error (read back from reward_extra_info) and failed revisions."""
+    batch = _batch(tokenizer, [[0.5, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]])
+    results = batch.non_tensor_batch[RESULT_FIELD]
+    results[3] = dataclasses.replace(results[3], error="checker_load_failed: ImportError")
+
+    def failing(items):
+        return [dataclasses.replace(_result(0.0, 0), error="judge_timeout") for _ in items]
+
+    _, report = _run(tokenizer, batch, HindsightConfig(), FakeEngine(tokenizer), failing)
+    assert report.metrics["herl/revision_errors"] == 1
+    assert report.metrics["herl/reward_errors"] == 2
