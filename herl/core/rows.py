@@ -212,17 +212,21 @@ def apply_outcomes(
     out = [[copy.copy(r) for r in g] for g in groups]
     # BR before any slot is written: a shaped candidate that is then overwritten loses its bonus
     spread_row_bonuses([(out[oc.group][ci], delta) for oc in result.outcomes for ci, delta in oc.bonus])
-    for oc in result.outcomes:
-        _write_row(
-            oc,
-            out[oc.group],
-            generated,
+
+    def build_he(new: NewRow, gen: GeneratedTokens, template: TokenRow) -> TokenRow:
+        return _he_row(
+            new,
+            gen,
+            template,
             encode_raw=encode_raw,
             eos_id=eos_id,
             pad_id=pad_id,
             max_prompt_length=max_prompt_length,
             max_response_length=max_response_length,
         )
+
+    for oc in result.outcomes:
+        _write_row(oc, out[oc.group], generated, build_he)
     return out
 
 
@@ -230,7 +234,7 @@ def _write_row(
     oc: GroupOutcome,
     group: list[TokenRow],
     generated: Sequence[GeneratedTokens],
-    **build: Any,
+    build_he: Callable[[NewRow, GeneratedTokens, TokenRow], TokenRow],
 ) -> None:
     new = oc.row
     if new is None or oc.slot is None:
@@ -238,7 +242,7 @@ def _write_row(
     if new.is_he:
         if new.revision is None or not 0 <= new.revision.index < len(generated):
             raise RuntimeError(f"group {oc.uid}: the kept revision has no generated ids")
-        built = _he_row(new, generated[new.revision.index], group[0], **build)
+        built = build_he(new, generated[new.revision.index], group[0])
     else:
         if new.source is None:
             raise RuntimeError(f"group {oc.uid}: a non-HE row must name the rollout it copies")

@@ -5,9 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-pytest.importorskip("verl")
-pytest.importorskip("transfer_queue")
-
 from herl.rewards.types import ConstraintVerdict, RewardResult
 from herl.verl_plugin.reward import RESULT_KEY, result_from_extra_info, to_extra_info
 from herl.verl_plugin.stage import Row
