@@ -3,7 +3,7 @@
 1. Stage wall time (``perf_counter``, one thread) for 512 rollouts (64 groups × 8, synthetic IF prompts,
    rewards from the real IFEval checkers): :func:`herl.core.run_hindsight_stage` with generation and
    revision scoring replaced by look-ups of pre-computed answers (their time is measured and excluded),
-   plus the engine's :func:`herl.engine.trainer.apply_outcomes` (BR spreading + HE-row construction
+   plus :func:`herl.core.apply_outcomes` (BR spreading + HE-row construction
    with a real tokenizer). Each revision is scored against the constraints of the row it revises
    (:class:`RevisionScorer`), so keep/fallback outcomes are the ones a real run would reach.
    Goal: ≤ 20 ms per step.
@@ -31,7 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 class RevisionScorer:
     """``score_fn`` for :func:`herl.core.run_hindsight_stage` over synthetic IF rows.
 
-    Each item is ``(record, revision)``, the record being the row of the group the revision came from:
+    Each item is a :class:`herl.core.RevisionItem` (record, text, index), the record being the row of the
+    group the revision came from:
     the revision is scored with the real IFEval checkers against *that row's* constraints. Results are
     memoised by (constraints, text), so after a warm-up round the timed rounds only look them up; the
     time spent in here is accumulated in ``seconds`` for the caller to exclude.
@@ -46,8 +47,8 @@ class RevisionScorer:
 
         t = time.perf_counter()
         out = []
-        for record, text in items:
-            truth = record["reward_model"]["ground_truth"]
+        for item in items:
+            text, truth = item.text, item.record["reward_model"]["ground_truth"]
             key = (json.dumps(truth, sort_keys=True), text)
             if key not in self.cache:
                 self.cache[key] = score_if(text, truth, "ifeval")
@@ -59,11 +60,19 @@ class RevisionScorer:
 def stage_wall(repeats: int, groups: int, group_size: int) -> dict[str, Any]:
     import random
 
-    from herl.core import Rollout, RolloutGroup, run_hindsight_stage, slot_rng
+    from herl.core import (
+        GeneratedTokens,
+        Rollout,
+        RolloutGroup,
+        TokenRow,
+        apply_outcomes,
+        last_token_scores,
+        run_hindsight_stage,
+        slot_rng,
+    )
     from herl.core.config import HindsightConfig
     from herl.data.synthetic import generate_synthetic_if
     from herl.engine.tiny import tiny_tokenizer
-    from herl.engine.trainer import TrainRow, apply_outcomes
     from herl.rewards.instruction_following import score_if
 
     rng = random.Random(0)
@@ -106,7 +115,7 @@ def stage_wall(repeats: int, groups: int, group_size: int) -> dict[str, Any]:
     rev_texts = [fake_text(rng.randint(10, 120)) for _ in range(groups * group_size)]
     scorer = RevisionScorer()
     tok = tiny_tokenizer()
-    gen_ids = [tok(t, add_special_tokens=False)["input_ids"] for t in rev_texts]
+    gen_ids = [GeneratedTokens(tok(t, add_special_tokens=False)["input_ids"]) for t in rev_texts]
     cfg = HindsightConfig(threshold=1.01)  # revise every group: the worst case
     gen_s = [0.0]
 
@@ -129,12 +138,12 @@ def stage_wall(repeats: int, groups: int, group_size: int) -> dict[str, Any]:
         jobs.append(len(res.jobs))
         grows = [
             [
-                TrainRow(
+                TokenRow(
                     uid=str(g),
                     prompt_ids=[1] * 100,
                     response_ids=[5] * (10 + j),
+                    token_scores=last_token_scores(10 + j, ro.r),
                     result=ro.reward,
-                    reward=ro.r,
                 )
                 for j, ro in enumerate(grp.rollouts)
             ]
@@ -145,7 +154,6 @@ def stage_wall(repeats: int, groups: int, group_size: int) -> dict[str, Any]:
             res,
             grows,
             gen_ids[: len(res.jobs)],
-            1,
             encode_raw=lambda s: tok(s, add_special_tokens=False)["input_ids"],
             eos_id=tok.eos_token_id,
             pad_id=tok.pad_token_id,

@@ -203,6 +203,13 @@ class RewardSpec(_Model):
     judge: JudgeSpec | None = None
     """Judge settings; required when type is rubric-judge."""
 
+    max_error_fraction: Annotated[float, Field(ge=0, le=1)] = 0.05
+    """Local engine: stop, without training on the step, when more than this fraction of a step's
+    scored responses (rollouts and revisions) came back with a reward error (score 0 because a checker
+    failed to load or raised, or the judge was unreachable) instead of a real score. 0 stops at the
+    first error, 1 never stops. Both engines count the errors in ``herl_reward_errors_total``.
+    Default: 0.05."""
+
 
 # ----------------------------------------------------------------------------------------- algorithm
 

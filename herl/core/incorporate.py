@@ -92,6 +92,7 @@ def incorporate_group(
             prompt_is_original=original,
             source=None,
             append_eos=cfg.append_eos,
+            revision=chosen,
         )
     elif cfg.fallback == "duplicate-best":
         kind = "duplicate-best"

@@ -33,21 +33,28 @@ def aggregate(
     mask: torch.Tensor,
     mode: str,
     *,
+    dp_size: int = 1,
     batch_num_tokens: float | torch.Tensor | None = None,
     global_batch_size: float | torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Reduce a per-token loss like veRL's ``agg_loss`` on one data-parallel rank.
+    """Reduce a per-token loss exactly like veRL 0.9.1's ``core_algos.agg_loss`` on one rank.
 
-    ``batch_num_tokens`` / ``global_batch_size`` override the local denominators when a step is split
-    into micro-batches (gradient accumulation), so the summed micro-batch losses equal the full-batch
-    loss. An empty mask gives 0 rather than NaN.
+    ``batch_num_tokens`` / ``global_batch_size`` are the GLOBAL token / sequence counts of the mini-batch
+    (all micro-batches, all data-parallel ranks): with them the summed micro-batch losses equal the
+    full-batch loss. Every mode is then multiplied by ``dp_size``, because DDP/FSDP average the ranks'
+    gradients; for ``token-sum`` that factor is all there is (no count to divide by). An empty mask
+    gives 0 rather than NaN.
     """
+    if dp_size > 1 and mode != "token-sum":
+        needed = batch_num_tokens if mode == "token-mean" else global_batch_size
+        if needed is None:
+            raise ValueError(f"loss_agg_mode {mode!r} with dp_size {dp_size} needs the global count")
     if mode == "token-mean":
         denom = mask.sum() if batch_num_tokens is None else batch_num_tokens
         num = (loss_mat * mask).sum()
-        return _safe_div(num, denom)
+        return _safe_div(num, denom) * dp_size
     if mode == "token-sum":
-        return (loss_mat * mask).sum()
+        return (loss_mat * mask).sum() * dp_size
     if mode in ("seq-mean-token-sum", "seq-mean-token-mean"):
         per_seq_tokens = mask.sum(dim=-1)
         seq = (loss_mat * mask).sum(dim=-1)
@@ -56,7 +63,7 @@ def aggregate(
         seq_mask = (per_seq_tokens > 0).to(seq.dtype)
         denom = seq_mask.sum() if global_batch_size is None else global_batch_size
         num = (seq * seq_mask).sum()
-        return _safe_div(num, denom)
+        return _safe_div(num, denom) * dp_size
     raise ValueError(f"unknown loss_agg_mode {mode!r}")
 
 
@@ -73,6 +80,7 @@ def herl_policy_loss(
     he_mask: torch.Tensor | None,
     cfg: LossConfig,
     *,
+    dp_size: int = 1,
     batch_num_tokens: float | torch.Tensor | None = None,
     global_batch_size: float | torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
@@ -99,7 +107,7 @@ def herl_policy_loss(
     off_losses = -advantages * he_weight(ratio, cfg.gamma) * he
 
     pg_losses = on_losses + off_losses
-    agg = {"batch_num_tokens": batch_num_tokens, "global_batch_size": global_batch_size}
+    agg = {"dp_size": dp_size, "batch_num_tokens": batch_num_tokens, "global_batch_size": global_batch_size}
     loss = aggregate(pg_losses, mask, cfg.loss_agg_mode, **agg)
 
     with torch.no_grad():

@@ -4,8 +4,9 @@
 
 ``generate_fn(prompts, sampling)`` is ONE batched generation call (the engine's rollout engine with
 the current weights, i.e. π_old) and must return one text per prompt, in order.
-``score_fn([(record, text), ...])`` scores each revision under its group's ORIGINAL prompt record
-and returns one :class:`~herl.rewards.types.RewardResult` per item.
+``score_fn([RevisionItem(record, text, index), ...])`` scores each non-blank revision under its
+group's ORIGINAL prompt record and returns one :class:`~herl.rewards.types.RewardResult` per item;
+``index`` is the revision's position in the ``generate_fn`` call.
 
 The stage itself is pure bookkeeping on text and floats (no torch), so its cost next to generation
 and scoring is negligible; engines then apply the outcomes to tensors with :mod:`herl.core.tensors`.
@@ -14,7 +15,6 @@ and scoring is negligible; engines then apply the outcomes to tensors with :mod:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import numpy as np
 
@@ -22,11 +22,11 @@ from herl.core.config import HindsightConfig, RevisionSampling
 from herl.core.diagnose import collect_revision_jobs
 from herl.core.incorporate import incorporate_group, untouched
 from herl.core.prompts import ChatWrap
-from herl.core.types import GroupOutcome, Revision, RolloutGroup, StageResult
-from herl.rewards.types import RewardResult
+from herl.core.types import GroupOutcome, Revision, RevisionItem, RolloutGroup, StageResult
+from herl.rewards.types import RewardResult, count_errors
 
 GenerateFn = Callable[[list[str], RevisionSampling], Sequence[str]]
-ScoreFn = Callable[[list[tuple[Any, str]]], Sequence[RewardResult]]
+ScoreFn = Callable[[list[RevisionItem]], Sequence[RewardResult]]
 
 METRIC_KEYS = (
     "groups",
@@ -34,6 +34,7 @@ METRIC_KEYS = (
     "prompts_attempted",
     "revisions_generated",
     "empty_revisions",
+    "revision_errors",
     "success_rate",
     "over_prev_best",
     "tie_kept",
@@ -104,7 +105,7 @@ def run_hindsight_stage(
     texts = [text.strip() for text in texts]
     kept_idx = [i for i, text in enumerate(texts) if text]
     empty = len(texts) - len(kept_idx)
-    items = [(groups[owners[i].group].record, texts[i]) for i in kept_idx]
+    items = [RevisionItem(groups[owners[i].group].record, texts[i], i) for i in kept_idx]
     results = list(score_fn(items)) if items else []
     if len(results) != len(items):
         raise ValueError(f"score_fn returned {len(results)} results for {len(items)} revisions")
@@ -115,7 +116,7 @@ def run_hindsight_stage(
     rev_sum = 0.0
     for i, res in zip(kept_idx, results, strict=True):
         job = owners[i]
-        rev = Revision(job=job, sample=i % k, text=texts[i], reward=res)
+        rev = Revision(job=job, sample=i % k, text=texts[i], reward=res, index=i)
         by_group.setdefault(job.group, []).append(rev)
         draft = groups[job.group].rollouts[job.candidate].reward.dense
         draft_sum += draft
@@ -154,6 +155,7 @@ def run_hindsight_stage(
         prompts_attempted=float(len(jobs)),
         revisions_generated=float(n_rev),
         empty_revisions=float(empty),
+        revision_errors=float(count_errors(results)),
         success_rate=success / n_rev,
         over_prev_best=over / attempted,
         tie_kept=float(tie),

@@ -9,7 +9,7 @@ veRL plugin and the local engine share one implementation.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from herl.rewards.types import RewardResult
 
@@ -63,14 +63,30 @@ class RevisionJob:
     best_score: float
 
 
+class RevisionItem(NamedTuple):
+    """One revision handed to ``score_fn``: its group's ``record``, the stripped text, and ``index``,
+    the position of its prompt in the ``generate_fn`` call. Blank revisions are never scored, so the
+    items are a subset of the generated list; ``index`` is what lets an engine find the revision's own
+    token ids rather than those of whichever revision happens to sit at the item's position."""
+
+    record: Any
+    text: str
+    index: int
+
+
 @dataclass(frozen=True)
 class Revision:
-    """A generated revision, scored under the ORIGINAL prompt."""
+    """A generated revision, scored under the ORIGINAL prompt.
+
+    ``index`` is the position of its prompt in the one batched ``generate_fn`` call (engines keep the
+    generated token ids in that order); ``sample`` is which of the job's ``revisions_per_candidate``.
+    """
 
     job: RevisionJob
     sample: int
     text: str
     reward: RewardResult
+    index: int = -1
 
     @property
     def r(self) -> float:
@@ -95,6 +111,7 @@ class NewRow:
       tensors and its (BR-shaped) token rewards.
     - ``is_he``: he_mask is 1 on this row's response tokens.
     - ``append_eos``: end the response with EOS (HE rows only; a duplicate keeps its own tokens).
+    - ``revision``: the kept revision (HE rows), so engines can find its generated token ids.
     """
 
     prompt: str
@@ -105,6 +122,7 @@ class NewRow:
     prompt_is_original: bool
     source: int | None = None
     append_eos: bool = False
+    revision: Revision | None = None
 
 
 @dataclass(frozen=True)

@@ -94,3 +94,46 @@ def load_trainer_state(path: Path) -> dict[str, Any]:
 
 def load_optimizer(path: Path, optimizer: torch.optim.Optimizer) -> None:
     optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=False))
+
+
+class CheckpointMixin:
+    """Saving and resuming the local engine's training state (mixed into ``LocalTrainer``).
+
+    A checkpoint holds the model, tokenizer, optimizer, RNG states and the trainer's step, data cursor
+    and metric history, so a resumed run continues exactly where the saved one stopped.
+    """
+
+    out: Path
+    spec: Any
+    name: str
+    settings: Any
+    model: Any
+    tokenizer: Any
+    optimizer: torch.optim.Optimizer
+    step: int
+    cursor: int
+    history: list[dict[str, Any]]
+    last_checkpoint: Path | None
+
+    def _save(self, step: int) -> Path:
+        state = {"cursor": self.cursor, "seed": self.settings.seed, "job": self.name, "history": self.history}
+        path = save_checkpoint(
+            self.out,
+            step,
+            self.model,
+            self.tokenizer,
+            self.optimizer,
+            state,
+            keep_last=self.spec.checkpoints_.keep_last,
+        )
+        self.last_checkpoint = path
+        return path
+
+    def _restore(self, path: Path) -> None:
+        """Optimizer, step, cursor, history and RNG states from checkpoint ``path`` (weights load apart)."""
+        load_optimizer(path, self.optimizer)
+        state = load_trainer_state(path)
+        self.step = int(state["step"])
+        self.cursor = int(state["cursor"])
+        self.history = list(state.get("history", []))
+        set_rng_states(state["rng"])

@@ -35,6 +35,7 @@ class EngineSettings:
     kl_coef: float
     kl_type: str
     entropy_coeff: float
+    max_reward_error_fraction: float = 0.05
 
     @property
     def use_kl(self) -> bool:
@@ -63,4 +64,5 @@ class EngineSettings:
             kl_coef=kl.coef if kl.enabled else 0.0,
             kl_type=kl.type,
             entropy_coeff=a.entropy_coeff,
+            max_reward_error_fraction=spec.reward_.max_error_fraction,
         )

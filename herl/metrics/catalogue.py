@@ -223,6 +223,16 @@ TRAINER_METRICS: tuple[MetricSpec, ...] = (
         "herl/all_met_rate",
     ),
     _t(
+        "herl_reward_errors_total",
+        C,
+        "responses",
+        "Scored responses (rollouts and revisions) whose reward came back with an error instead of a "
+        "score (a checker that failed to load or raised, an unreachable judge); they count as 0. The "
+        "local engine stops past spec.reward.maxErrorFraction of a step.",
+        "reward",
+        "herl/reward_errors",
+    ),
+    _t(
         "herl_reward_score_mean_best",
         G,
         "score",

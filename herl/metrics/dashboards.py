@@ -275,6 +275,12 @@ def training_dashboard() -> dict[str, Any]:
                     (_t(_m("herl_validation_score_mean"), "{{herl_job}} {{data_source}}"),),
                 ),
                 Panel(
+                    "Failed rewards per step",
+                    (_t(_per_step("herl_reward_errors_total")),),
+                    description="Rollouts and revisions whose reward came back with an error (scored 0). "
+                    "The local engine stops past spec.reward.maxErrorFraction.",
+                ),
+                Panel(
                     "Steps since best reward",
                     (_t(f"{_m('herl_training_step')} - {_m('herl_reward_best_step')}"),),
                     kind="stat",

@@ -30,6 +30,7 @@ HE_OVER_PREV_BEST = "herl/over_prev_best"
 HE_BONUS_MEAN = "herl/bonus_mean"
 HE_TOKEN_FRACTION = "actor/he_frac"
 ALL_MET_RATE = "herl/all_met_rate"
+REWARD_ERRORS = "herl/reward_errors"  # rollouts + revisions whose RewardResult carries an error
 SCORE_STD = "critic/score/std"
 TOTAL_STEPS = "training/total_steps"
 CHECKPOINT_STEP = "herl/checkpoint_step"  # set in the step dict of a step that saved a checkpoint
@@ -99,6 +100,7 @@ RULES: tuple[KeyRule, ...] = (
     _k("critic/score/min", "herl_reward_score_min"),
     _k(SCORE_STD, "herl_reward_score_std"),
     _k(ALL_MET_RATE, "herl_reward_all_met_ratio"),
+    _k(REWARD_ERRORS, "herl_reward_errors_total", INC),
     KeyRule(rf"herl/reward/(?P<data_source>{_ID})/mean", "herl_reward_source_score_mean"),
     KeyRule(rf"herl/reward/(?P<data_source>{_ID})/all_met_rate", "herl_reward_source_all_met_ratio"),
     KeyRule(rf"val-core/(?P<data_source>{_ID})/reward/mean@\d+", "herl_validation_score_mean"),

@@ -98,6 +98,7 @@ class StepMetricsPublisher:
             "herl_hindsight_fallbacks_total",
             "herl_tokens_total",
             "herl_judge_calls_total",
+            "herl_reward_errors_total",  # mostly 0: the series must exist for its panel to read 0
         ):
             self._c(name)
 

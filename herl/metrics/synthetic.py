@@ -36,6 +36,7 @@ def step_dict(step: int, *, plateau_from: int = 5) -> dict[str, float]:
         "critic/score/min": max(0.0, mean - 0.3),
         keys.SCORE_STD: 0.2,
         keys.ALL_MET_RATE: mean / 2,
+        keys.REWARD_ERRORS: float(step % 3 == 0),
         keys.HE_GROUPS_ATTEMPTED: 6.0,
         keys.HE_REVISIONS_GENERATED: 12.0,
         keys.HE_KEPT: 4.0,

@@ -486,6 +486,9 @@ def _punctuation_clauses(req: str) -> list[tuple[str, Predicate]]:
 def _detect(text: str) -> str:
     import langdetect
 
+    from herl.rewards.checkers import langdetect_ready
+
+    langdetect_ready()  # seeded, and its profile table built before threads race to build it
     try:
         return str(langdetect.detect(text))
     except langdetect.LangDetectException:

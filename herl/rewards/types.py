@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,3 +54,8 @@ class RewardResult:
     @property
     def unclear(self) -> tuple[ConstraintVerdict, ...]:
         return tuple(c for c in self.constraints if c.followed is None)
+
+
+def count_errors(results: Iterable[RewardResult]) -> int:
+    """How many results carry an ``error`` (their score 0 is not a judgement of the response)."""
+    return sum(1 for r in results if r.error is not None)

@@ -110,12 +110,9 @@ def herl_mixpolicy_loss(
             "algorithm.rollout_correction importance weights are not supported with herl_mixpolicy"
         )
     cfg = loss_config_from_actor(config, ctx.params, loss_agg_mode)
+    # The global counts and dp_size veRL's ppo_loss put on the config for this micro-batch: the core's
+    # aggregate scales exactly like veRL's agg_loss (÷ global count, × dp_size; token-sum × dp_size).
     info = getattr(config, "global_batch_info", None) or {}
-    dp_size = int(info.get("dp_size") or 1)
-    bnt = info.get("batch_num_tokens")
-    gbs = info.get("global_batch_size")
-    # veRL's agg_loss divides by the GLOBAL token (or sequence) count and multiplies by dp_size; the
-    # core divides by the count it is given, so hand it count / dp_size: the same number, no copy.
     he_mask = ctx.he_mask if ctx.params.off_policy else None
     if he_mask is not None:
         he_mask = _fit_width(he_mask, response_mask.shape[-1]).to(response_mask.device)
@@ -126,8 +123,9 @@ def herl_mixpolicy_loss(
         response_mask,
         he_mask,
         cfg,
-        batch_num_tokens=None if bnt is None else bnt / dp_size,
-        global_batch_size=None if gbs is None else gbs / dp_size,
+        dp_size=int(info.get("dp_size") or 1),
+        batch_num_tokens=info.get("batch_num_tokens"),
+        global_batch_size=info.get("global_batch_size"),
     )
     out = {
         "actor/pg_clipfrac": metrics["pg_clipfrac"],

@@ -1,17 +1,13 @@
 """The hindsight stage on veRL rows: tokens in, tokens out, the algorithm from :mod:`herl.core`.
 
 veRL 0.9.1's v1 trainer keeps each trajectory as one un-padded row in TransferQueue (``prompts``,
-``responses``, ``response_mask``, ``rm_scores``... as 1-D tensors). This module works on that
-row view (:class:`Row`): it decodes rows into the core's text records, calls
-:func:`herl.core.stage.run_hindsight_stage` once (one batched generation call through
-``generate_tokens``), and applies the outcomes back to token rows:
-
-- BR: each Δ is spread evenly over the candidate's response tokens (:func:`herl.core.spread_bonus`);
-- the kept revision becomes an HE row: prompt = the hindsight prompt as raw tokens (or the original
-  prompt tokens under ``train_under=instruction``), left-truncated to ``max_prompt_length``;
-  response = the generated token ids (EOS appended, :func:`herl.core.he_response_tokens`); reward on
-  its last token; ``he`` set (the he_mask);
-- ``duplicate-best`` copies the best original row (its shaped rewards included, no he_mask).
+``responses``, ``response_mask``, ``rm_scores``... as 1-D tensors). This module groups those rows by
+``uid`` and hands them to :func:`herl.core.rows.run_token_stage`, the same code the local engine
+calls: it decodes the rows, runs the stage with one batched generation call, and applies the outcomes
+(BR spread over the candidate's tokens; the kept revision as an HE row under the hindsight prompt with
+EOS appended; ``duplicate-best`` copying the best original). What is veRL's here: the vLLM sampling
+parameters, the ``(row, ids, text)`` scoring contract of the reward loop, and the row order and keys
+TransferQueue expects (an appended row follows its group under ``{uid}_{G}_0``).
 
 :func:`apply_hindsight_to_dataproto` runs the same code on a padded :class:`verl.DataProto` (left-padded
 prompts, right-padded responses, the layout veRL's legacy trainer and most tools use); the tests use it
@@ -20,60 +16,25 @@ with a fake generator in place of vLLM.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from herl.core import (
-    HindsightConfig,
-    Rollout,
-    RolloutGroup,
-    StageResult,
-    he_response_tokens,
-    run_hindsight_stage,
-)
+from herl.core import HindsightConfig, StageResult
 from herl.core.config import RevisionSampling
-from herl.rewards.types import RewardResult
+from herl.core.rows import GeneratedTokens, RevisionToScore, TokenRow, run_token_stage
+from herl.metrics.keys import REWARD_ERRORS
+from herl.rewards.types import RewardResult, count_errors
 
+Row = TokenRow
+"""One trajectory, un-padded: the core's :class:`~herl.core.rows.TokenRow` (``key`` is the TransferQueue
+key; ``extra`` holds the tags, ``extra_fields`` and dataset fields, copied along with the row)."""
 
-@dataclass
-class Row:
-    """One trajectory, un-padded. ``extra`` is opaque to the stage (engine fields, tags) and copied."""
-
-    key: str
-    uid: str
-    prompt_ids: list[int]
-    response_ids: list[int]
-    response_mask: list[int]
-    token_scores: list[float]
-    result: RewardResult
-    rollout_log_probs: list[float] | None = None
-    he: bool = False
-    changed: bool = False
-    """Tokens replaced (HE row or duplicate): every per-token field must be rewritten."""
-    scores_changed: bool = False
-    """Only the token rewards changed (a BR-shaped candidate)."""
-    appended: bool = False
-    source_key: str | None = None
-    """For a duplicate or an appended row: the key of the row whose fields it copies."""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def reward(self) -> float:
-        return float(sum(self.token_scores))
-
-
-@dataclass(frozen=True)
-class TokenRevision:
-    """What the rollout engine returned for one hindsight prompt."""
-
-    token_ids: list[int]
-    log_probs: list[float] | None = None
-
+TokenRevision = GeneratedTokens
+"""What the rollout engine returned for one hindsight prompt (ids, and log-probs when requested)."""
 
 TokenGenerateFn = Callable[[list[list[int]], dict[str, Any]], Sequence[TokenRevision]]
 """``(prompt_ids_list, sampling_params) -> one TokenRevision per prompt``: ONE batched call."""
@@ -109,28 +70,6 @@ def revision_sampling_params(rev: RevisionSampling, rollout: RolloutSampling) ->
     }
 
 
-def _decode(tokenizer: Any, ids: Sequence[int]) -> str:
-    return tokenizer.decode(list(ids), skip_special_tokens=True)
-
-
-def _encode_raw(tokenizer: Any, text: str) -> list[int]:
-    """Raw text to ids, no special tokens (released: the revise prompt has no BOS/chat template)."""
-    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
-
-
-def _valid_response(row: Row) -> list[int]:
-    return [t for t, m in zip(row.response_ids, row.response_mask, strict=True) if m]
-
-
-def _spread(row: Row, delta: float) -> None:
-    count = sum(1 for m in row.response_mask if m)
-    if count == 0:
-        return  # released: rows without response tokens are skipped
-    per = delta / count
-    row.token_scores = [s + per if m else s for s, m in zip(row.token_scores, row.response_mask, strict=True)]
-    row.scores_changed = True
-
-
 @dataclass
 class StageReport:
     """The core's StageResult plus the step metrics the plugin logs (``herl/*``)."""
@@ -138,6 +77,14 @@ class StageReport:
     result: StageResult
     metrics: dict[str, float]
     sampling: dict[str, Any]
+
+
+def group_rows(rows: Sequence[Row]) -> list[list[int]]:
+    """Batch positions of each group (rows sharing a ``uid``), groups in order of first appearance."""
+    members: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        members.setdefault(r.uid, []).append(i)
+    return list(members.values())
 
 
 def run_stage_on_rows(
@@ -155,136 +102,47 @@ def run_stage_on_rows(
     """Run the stage on ``rows`` (one step's batch); returns (new rows, report). Input rows are not mutated.
 
     New rows: same order as the input, with appended HE rows (``incorporation=append``) placed right
-    after the last row of their group.
+    after the last row of their group, under the new key ``{uid}_{G}_0``.
     """
-    rows = [copy.copy(r) for r in rows]
-    order: list[str] = []
-    members: dict[str, list[int]] = {}
-    for i, r in enumerate(rows):
-        if r.uid not in members:
-            members[r.uid] = []
-            order.append(r.uid)
-        members[r.uid].append(i)
-
-    groups = []
-    for gi, uid in enumerate(order):
-        idx = members[uid]
-        prompt = _decode(tokenizer, rows[idx[0]].prompt_ids)
-        rollouts = tuple(
-            Rollout(
-                response=_decode(tokenizer, _valid_response(rows[i])),
-                reward=rows[i].result,
-                train_reward=rows[i].reward,
-            )
-            for i in idx
-        )
-        groups.append(RolloutGroup(uid=uid, prompt=prompt, rollouts=rollouts, record=gi))
-
-    generated: list[TokenRevision] = []
+    layout = group_rows(rows)
+    groups = [[rows[i] for i in idx] for idx in layout]
     used_sampling: dict[str, Any] = {}
 
-    def generate_fn(prompts: list[str], sampling: RevisionSampling) -> list[str]:
+    def generate(prompt_ids: list[list[int]], sampling: RevisionSampling) -> Sequence[TokenRevision]:
         params = revision_sampling_params(sampling, rollout)
         used_sampling.update(params)
-        ids = [_encode_raw(tokenizer, p)[-max_prompt_length:] for p in prompts]
-        outs = list(generate_tokens(ids, dict(params)))
-        if len(outs) != len(ids):
-            raise ValueError(f"generate_tokens returned {len(outs)} outputs for {len(ids)} prompts")
-        generated.extend(outs)
-        return [_decode(tokenizer, o.token_ids) for o in outs]
+        return generate_tokens(prompt_ids, dict(params))
 
-    def score_fn(items: list[tuple[Any, str]]) -> list[RewardResult]:
-        payload = []
-        for n, (gi, text) in enumerate(items):
-            payload.append((rows[members[order[gi]][0]], list(generated[n].token_ids), text))
-        return list(score_revisions(payload))
+    def score(items: list[RevisionToScore]) -> Sequence[RewardResult]:
+        return score_revisions([(groups[it.group][0], it.token_ids, it.text) for it in items])
 
-    chat_wrap = None
-    if cfg.chat_template:
-
-        def chat_wrap(text: str) -> str:
-            return tokenizer.apply_chat_template(
-                [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
-            )
-
-    result = run_hindsight_stage(groups, generate_fn, score_fn, cfg, rng, chat_wrap=chat_wrap)
-
-    k = cfg.revisions_per_candidate
-    job_pos = {id(job): j for j, job in enumerate(result.jobs)}
     eos = tokenizer.eos_token_id
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
-    appended: dict[int, list[Row]] = {}
-    for oc in result.outcomes:
-        idx = members[order[oc.group]]
-        for ci, delta in oc.bonus:
-            _spread(rows[idx[ci]], delta)
-        if oc.row is None or oc.slot is None:
-            continue
-        new = oc.row
-        template = rows[idx[0]]
-        if new.is_he or new.source is None:
-            rev = next(
-                (
-                    rv
-                    for rv in oc.revisions
-                    if rv.text == new.response and (new.prompt_is_original or rv.job.prompt == new.prompt)
-                ),
-                None,
-            )
-            if rev is None:
-                raise RuntimeError(f"group {oc.uid}: kept revision not found among its revisions")
-            gen = generated[job_pos[id(rev.job)] * k + rev.sample]
-            if new.prompt_is_original:
-                prompt_ids = list(template.prompt_ids)
-            else:
-                prompt_ids = _encode_raw(tokenizer, new.prompt)[-max_prompt_length:]
-            resp_t, mask_t = he_response_tokens(
-                gen.token_ids, max_response_length, eos, pad, append_eos=new.append_eos
-            )
-            n = int(mask_t.sum())
-            resp = resp_t[:n].tolist()
-            scores = [0.0] * n
-            if n:
-                scores[-1] = float(new.reward)
-            logp = None
-            if template.rollout_log_probs is not None:
-                src = list(gen.log_probs or [])[:n]
-                logp = src + [0.0] * (n - len(src))
-            built = Row(
-                key=template.key,
-                uid=oc.uid,
-                prompt_ids=prompt_ids,
-                response_ids=resp,
-                response_mask=[1] * n,
-                token_scores=scores,
-                result=new.result,
-                rollout_log_probs=logp,
-                he=bool(new.is_he),
-                changed=True,
-                source_key=template.key,
-                extra=copy.deepcopy(template.extra),
-            )
-        else:
-            src_row = rows[idx[new.source]]
-            built = copy.deepcopy(src_row)
-            built.he = False
-            built.changed = True
-            built.source_key = src_row.key
-        if oc.slot < len(idx):
-            target = rows[idx[oc.slot]]
-            built.key = target.key
-            built.extra = copy.deepcopy(target.extra)
-            built.appended = False
-            rows[idx[oc.slot]] = built
-        else:
-            built.key = f"{oc.uid}_{len(idx)}_0"
-            built.appended = True
-            appended.setdefault(idx[-1], []).append(built)
+    new_groups, result = run_token_stage(
+        groups,
+        tokenizer=tokenizer,
+        generate_tokens=generate,
+        score_revisions=score,
+        cfg=cfg,
+        rng=rng,
+        eos_id=eos,
+        pad_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos,
+        max_prompt_length=max_prompt_length,
+        max_response_length=max_response_length,
+    )
 
+    placed: list[Row] = list(rows)
+    after: dict[int, list[Row]] = {}
+    for idx, new in zip(layout, new_groups, strict=True):
+        for j, row in enumerate(new):
+            if j < len(idx):
+                placed[idx[j]] = row
+            else:
+                row.key = f"{row.uid}_{j}_0"  # veRL's key layout {uid}_{session}_{index}
+                after.setdefault(idx[-1], []).append(row)
     out: list[Row] = []
-    for i, r in enumerate(rows):
+    for i, r in enumerate(placed):
         out.append(r)
-        out.extend(appended.get(i, []))
+        out.extend(after.get(i, []))
 
     metrics = {f"herl/{k_}": float(v) for k_, v in result.metrics.items()}
     total = sum(sum(r.response_mask) for r in out)
@@ -293,6 +151,8 @@ def run_stage_on_rows(
     metrics["herl/he_rows"] = float(sum(r.he for r in out))
     originals = [r.result for r in rows]
     metrics["herl/all_met_rate"] = float(np.mean([res.all_met for res in originals])) if originals else 0.0
+    # failed rewards of the step's rollouts (read back from reward_extra_info) and of the revisions
+    metrics[REWARD_ERRORS] = float(count_errors(originals)) + result.metrics.get("revision_errors", 0.0)
     return out, StageReport(result=result, metrics=metrics, sampling=used_sampling)
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pytest
 from core_factory import group, scored
@@ -20,7 +18,7 @@ from herl.core import (
     select_candidates,
     slot_rng,
 )
-from herl.core.types import Rollout
+from herl.core.types import RevisionItem, Rollout
 from herl.rewards.types import RewardResult
 
 
@@ -31,7 +29,7 @@ class FakeEngine:
         self.plan = {k: list(v) for k, v in (plan or {}).items()}
         self.default = default
         self.calls: list[tuple[list[str], RevisionSampling]] = []
-        self.scored: list[tuple[Any, str]] = []
+        self.scored: list[RevisionItem] = []
 
     def generate(self, prompts: list[str], sampling: RevisionSampling) -> list[str]:
         self.calls.append((list(prompts), sampling))
@@ -42,10 +40,10 @@ class FakeEngine:
             out.append(f"revision score={s}")
         return out
 
-    def score(self, items: list[tuple[Any, str]]) -> list[RewardResult]:
+    def score(self, items: list[RevisionItem]) -> list[RewardResult]:
         self.scored.extend(items)
         return [
-            scored(float(text.split("=")[1]), met=int(float(text.split("=")[1]) * 4)) for _, text in items
+            scored(float(it.text.split("=")[1]), met=int(float(it.text.split("=")[1]) * 4)) for it in items
         ]
 
 
@@ -110,7 +108,7 @@ def test_stage_hand_computed_replace() -> None:
     prompts, sampling = eng.calls[0]
     assert len(prompts) == 4
     assert (sampling.temperature, sampling.top_p, sampling.max_tokens) == (0.3, 1.0, None)
-    assert [rec["uid"] for rec, _ in eng.scored] == ["g0", "g0", "g2", "g2"]  # scored under the original
+    assert [it.record["uid"] for it in eng.scored] == ["g0", "g0", "g2", "g2"]  # scored under the original
 
     o0, o1, o2 = res.outcomes
     expected_slots = slot_rng(7, 3)
@@ -359,14 +357,15 @@ def test_empty_revisions_are_dropped_before_scoring_as_released() -> None:
         # g0's only candidate answers with whitespace; g1's two candidates: one blank, one real.
         return ["   \n", "", "  revision score=1.0  "]
 
-    scored_items: list[tuple[Any, str]] = []
+    scored_items: list[RevisionItem] = []
 
-    def score(items: list[tuple[Any, str]]) -> list[RewardResult]:
+    def score(items: list[RevisionItem]) -> list[RewardResult]:
         scored_items.extend(items)
         return [scored(1.0, 4) for _ in items]
 
     res = run_hindsight_stage(groups, generate, score, HindsightConfig(), _rng())
-    assert [text for _, text in scored_items] == ["revision score=1.0"]  # stripped, blanks never scored
+    # stripped, blanks never scored; the index still points at the revision's own generation slot
+    assert [(it.text, it.index) for it in scored_items] == [("revision score=1.0", 2)]
     g0, g1 = res.outcomes
     assert g0.kind == "not-attempted" and g0.bonus == () and g0.row is None
     assert g1.kind == "revision" and g1.row is not None and g1.row.response == "revision score=1.0"

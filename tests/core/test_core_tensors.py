@@ -95,7 +95,7 @@ def test_he_mask_only_on_he_rows_response_tokens(
         return [f"revision score={rnd.choice([0.0, 0.5, 1.0])}" for _ in prompts]
 
     def score(items: list) -> list:
-        return [scored(float(text.split("=")[1])) for _, text in items]
+        return [scored(float(it.text.split("=")[1])) for it in items]
 
     res = run_hindsight_stage(
         groups,

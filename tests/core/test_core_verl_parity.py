@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from verl.trainer.ppo import core_algos as verl_algos
+import verl.trainer.ppo.core_algos as verl_algos  # a declared test dependency: missing must fail, not skip
 from verl.workers.config import ActorConfig
 
-from herl.core import LossConfig, aggregate, grpo_advantages, herl_policy_loss
+from herl.core import KL_TYPES, LossConfig, aggregate, grpo_advantages, herl_policy_loss, kl_penalty
+from herl.errors import UserError
 
 
 def _actor_config(cfg: LossConfig) -> object:
@@ -81,6 +82,38 @@ def test_grpo_matches_verl() -> None:
 
 
 @pytest.mark.parametrize("mode", ["token-mean", "token-sum", "seq-mean-token-sum", "seq-mean-token-mean"])
-def test_aggregate_matches_verl(mode: str) -> None:
+@pytest.mark.parametrize("dp_size", [1, 3])
+def test_aggregate_matches_verl(mode: str, dp_size: int) -> None:
     _, _, lm, rm = _tensors(4)
     assert aggregate(lm, rm, mode).item() == pytest.approx(verl_algos.agg_loss(lm, rm, mode).item(), rel=1e-6)
+    # with the global counts of dp_size ranks, as veRL's ppo_loss passes them
+    counts = {"batch_num_tokens": float(rm.sum()) * dp_size, "global_batch_size": rm.shape[0] * dp_size}
+    ours = aggregate(lm, rm, mode, dp_size=dp_size, **counts).item()
+    theirs = verl_algos.agg_loss(lm, rm, mode, dp_size=dp_size, **counts).item()
+    assert ours == pytest.approx(theirs, rel=1e-6)
+
+
+@pytest.mark.parametrize("kind", KL_TYPES)
+def test_kl_penalty_matches_verl_values_and_gradients(kind: str) -> None:
+    """The local engine's KL (herl.core.kl) is veRL's kl_penalty for every type the spec allows."""
+    from herl.api.model import KLLossSpec
+
+    assert set(KL_TYPES) == set(KLLossSpec.model_fields["type"].annotation.__args__)
+    g = torch.Generator().manual_seed(5)
+    ref = -torch.rand(6, 9, generator=g) * 4
+    logp0 = ref + torch.randn(6, 9, generator=g) * 2
+    logp0[0, 0] = ref[0, 0] - 30.0  # past the ±20 clamp of low_var_kl
+    ours_in = logp0.clone().requires_grad_(True)
+    theirs_in = logp0.clone().requires_grad_(True)
+    ours = kl_penalty(ours_in, ref, kind)
+    theirs = verl_algos.kl_penalty(theirs_in, ref, kind)
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+    weights = torch.rand(6, 9, generator=g)
+    (ours * weights).sum().backward()
+    (theirs * weights).sum().backward()
+    torch.testing.assert_close(ours_in.grad, theirs_in.grad, rtol=0, atol=0)
+
+
+def test_kl_penalty_refuses_unknown_type() -> None:
+    with pytest.raises(UserError, match=r"klLoss\.type"):
+        kl_penalty(torch.zeros(1), torch.zeros(1), "full")

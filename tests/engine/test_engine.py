@@ -388,84 +388,6 @@ def test_memory_estimate_is_modest_for_the_demo() -> None:
             policy.check_memory(huge, torch.device("cpu"), "x")
 
 
-# ------------------------------------------------------------------------- outcomes -> training rows
-
-
-def _result(score: float, n: int = 2) -> RewardResult:
-    from herl.rewards.types import ConstraintVerdict
-
-    met = round(score * n)
-    cons = tuple(
-        ConstraintVerdict(id=f"c{i}", description=f"constraint {i}", followed=i < met) for i in range(n)
-    )
-    return RewardResult(score=score, dense=score, all_met=met == n, constraints=cons, data_source="ifeval")
-
-
-@pytest.mark.parametrize(
-    ("incorporation", "rev_score", "kind"),
-    [("replace", 1.0, "he"), ("append", 1.0, "he"), ("replace", 0.0, "duplicate")],
-)
-def test_apply_outcomes_matches_core_rewards(incorporation: str, rev_score: float, kind: str) -> None:
-    from herl.core import Rollout, RolloutGroup, run_hindsight_stage, slot_rng
-    from herl.core.config import HindsightConfig
-    from herl.engine.tiny import tiny_tokenizer
-    from herl.engine.trainer import TrainRow, apply_outcomes
-
-    tok = tiny_tokenizer()
-    scores = [0.5, 0.0, 0.5, 0.0]
-    rows = [
-        [
-            TrainRow(
-                uid="g0", prompt_ids=[7, 8, 9], response_ids=[10 + j] * (3 + j), result=_result(s), reward=s
-            )
-            for j, s in enumerate(scores)
-        ]
-    ]
-    groups = [
-        RolloutGroup(
-            uid="g0",
-            prompt="Write about rain.",
-            rollouts=tuple(Rollout(response=f"draft {j}", reward=r.result) for j, r in enumerate(rows[0])),
-            record=None,
-        )
-    ]
-    cfg = HindsightConfig(incorporation=incorporation)  # type: ignore[arg-type]
-    gen_ids: list[list[int]] = []
-
-    def generate_fn(prompts: list[str], sampling: Any) -> list[str]:
-        gen_ids.extend([[20, 21, 22]] * len(prompts))
-        return ["revised"] * len(prompts)
-
-    res = run_hindsight_stage(
-        groups, generate_fn, lambda items: [_result(rev_score)] * len(items), cfg, slot_rng(0, 1)
-    )
-    new = apply_outcomes(
-        res,
-        rows,
-        gen_ids,
-        1,
-        encode_raw=lambda s: tok(s, add_special_tokens=False)["input_ids"],
-        eos_id=tok.eos_token_id,
-        pad_id=tok.pad_token_id,
-        max_prompt_length=400,
-        max_response_length=8,
-    )
-    oc = res.outcomes[0]
-    assert len(new[0]) == (5 if incorporation == "append" else 4)
-    # the engine's per-row rewards (BR spread over tokens, then the slot written) equal the core's scalars
-    assert [r.reward for r in new[0]] == pytest.approx(list(oc.rewards), abs=1e-9)
-    assert oc.bonus  # the two tied-best drafts were revised: BR moved their rewards
-    written = new[0][oc.slot]
-    assert written.kind == kind
-    if kind == "he":
-        assert written.he and written.response_ids == [20, 21, 22, tok.eos_token_id]
-        assert "revision assistant" in tok.decode(written.prompt_ids)
-    else:
-        src = rows[0][oc.row.source]
-        assert not written.he and written.response_ids == src.response_ids and written.prompt_ids == [7, 8, 9]
-    assert rows[0][0].reward == 0.5  # inputs are not mutated
-
-
 def test_single_update_reuses_training_log_probs(tiny_dir: Path, tmp_path: Path) -> None:
     """One mini-batch, one epoch: old log-probs = the detached training pass (no extra forward), with the
     same update as the separate no-grad pass."""
@@ -514,3 +436,59 @@ def test_budget_split_and_checkpointing_keep_the_update(tiny_dir: Path, tmp_path
     pa_, pb = params(whole.model), params(split.model)
     for k in pa_:
         torch.testing.assert_close(pa_[k], pb[k], rtol=0, atol=1e-5)  # summation order only
+
+
+# ----------------------------------------------------------------------------- failed rewards
+
+
+def test_broken_checker_install_stops_before_training(
+    tiny_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every IF reward fails to load its checkers: the run stops with a clear message, trains nothing."""
+    from herl.rewards import checkers
+
+    def broken() -> Any:
+        raise ImportError("No module named 'lm_eval'")
+
+    tr = LocalTrainer(make_job(tiny_dir), tmp_path / "out", progress=False, threads=1, echo=lambda s: None)
+    tr.prepare()  # the synthetic prompts need the real registry; the rewards then lose it
+    monkeypatch.setattr(checkers, "ifeval_registry", broken)
+    before = params(tr.model)
+    with pytest.raises(UserError, match=r"maxErrorFraction") as info:
+        tr.run()
+    msg = str(info.value)
+    assert "step 1: 8 of 8 rewards failed (100%" in msg and "checker_load_failed" in msg
+    assert info.value.exit_code == 3
+    after = params(tr.model)
+    assert all(torch.equal(before[k], after[k]) for k in before)  # no update ran
+    assert tr.step == 0 and not (tmp_path / "out" / "checkpoints").exists()
+    assert (tmp_path / "out" / "metrics.jsonl").read_text() == ""
+
+
+class OneFailedReward(VariedReward):
+    """The first response of every scoring call comes back failed (score 0, an error reason)."""
+
+    def score(self, items: Any) -> list[RewardResult]:
+        import dataclasses
+
+        out = super().score(items)
+        if out:
+            out[0] = dataclasses.replace(out[0], score=0.0, dense=0.0, error="judge_timeout")
+        return out
+
+
+def test_failed_rewards_below_the_limit_are_counted(tiny_dir: Path, tmp_path: Path) -> None:
+    lines: list[str] = []
+    job = make_job(tiny_dir, **{"reward.maxErrorFraction": 0.5, "algorithm.totalSteps": 1})
+    tr = OneFailedReward(job, tmp_path / "out", progress=False, threads=1, echo=lines.append)
+    summary = tr.run()
+    m = summary.history[0]
+    # one failed rollout (first of the rollout batch) and one failed revision (first of the revisions)
+    assert m["herl/revisions_generated"] - m["herl/empty_revisions"] >= 1  # the stage did score some
+    assert m["herl/reward_errors"] == 2 and m["herl/revision_errors"] == 1
+    assert any("reward errors 2," in line for line in lines), lines
+    assert json.loads((tmp_path / "out" / "metrics.jsonl").read_text())["herl/reward_errors"] == 2
+    # the same run with the default limit (0.05 of 8 rollouts) stops at that one failure
+    strict = OneFailedReward(make_job(tiny_dir), tmp_path / "strict", progress=False, threads=1, echo=str)
+    with pytest.raises(UserError, match=r"1 of 8 rewards failed.*judge_timeout"):
+        strict.run()

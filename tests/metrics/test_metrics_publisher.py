@@ -52,6 +52,7 @@ def test_series_exist_before_the_first_step(pub: StepMetricsPublisher) -> None:
     assert _v(pub, "herl_training_step") == 0
     assert _v(pub, "herl_training_steps_total") == 0
     assert _v(pub, "herl_hindsight_fallbacks_total") == 0
+    assert _v(pub, "herl_reward_errors_total") == 0  # a run without failures still shows 0
     assert _v(pub, "herl_training_last_step_timestamp_seconds") is None
 
 

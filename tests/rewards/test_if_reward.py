@@ -267,3 +267,53 @@ def test_registries_have_the_published_ids() -> None:
     assert len(ifeval) == 25 and "detectable_format:json_format" in ifeval
     assert len(ifbench) == 58 and "words:start_verb" in ifbench
     assert not set(ifeval) & set(ifbench)
+
+
+_THREADED = """
+import concurrent.futures, json, sys
+from herl.rewards.instruction_following import score_if
+gt = json.dumps({"instruction_id_list": ["change_case:english_lowercase"], "kwargs": [{}]})
+texts = ["the sea is calm", "a quiet bay", "the ocean is calm", "a calm bay"] * 4
+if sys.argv[1] == "threads":
+    with concurrent.futures.ThreadPoolExecutor(8) as ex:
+        scores = list(ex.map(lambda t: score_if(t, gt, "ifeval").score, texts))
+else:
+    scores = [score_if(t, gt, "ifeval").score for t in texts]
+print(json.dumps(scores))
+"""
+
+
+def test_language_checks_agree_between_threads_and_serial_in_fresh_processes() -> None:
+    """langdetect builds its profile table on first use without a lock; the veRL reward function
+    scores in threads, so a cold process used to judge some plain English text as another language
+    (1 of 16 passing instead of 8, or 16, depending on the race)."""
+    import subprocess
+    import sys
+
+    def run(mode: str) -> list[float]:
+        proc = subprocess.run(
+            [sys.executable, "-c", _THREADED, mode], capture_output=True, text=True, timeout=300
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    serial = run("serial")
+    assert serial == [1.0, 0.0, 1.0, 0.0] * 4  # langdetect (seed 0) calls the 2nd and 4th French / Somali
+    for _ in range(3):
+        assert run("threads") == serial
+
+
+def test_language_profiles_are_loaded_with_the_registry() -> None:
+    """The deterministic half of the above: loading a registry leaves langdetect fully initialised."""
+    import subprocess
+    import sys
+
+    code = (
+        "from herl.rewards import checkers\n"
+        "checkers.ifeval_registry()\n"
+        "from langdetect import detector_factory as f\n"
+        "print(f._factory is not None and len(f._factory.get_lang_list()))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "55"

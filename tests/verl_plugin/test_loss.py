@@ -76,7 +76,7 @@ def _tensors(seed: int = 0, b: int = 4, length: int = 7):
     return old, new, adv, mask
 
 
-@pytest.mark.parametrize("agg", ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum"])
+@pytest.mark.parametrize("agg", ["token-mean", "token-sum", "seq-mean-token-mean", "seq-mean-token-sum"])
 def test_on_policy_part_equals_verl_vanilla(agg):
     """he_mask = 0: herl_mixpolicy gives exactly veRL's compute_policy_loss_vanilla (value and metrics)."""
     old, new, adv, mask = _tensors()
@@ -109,7 +109,7 @@ def test_registered_loss_refuses_without_outer_loss():
 # ------------------------------------------------------------- the outer loss on a veRL micro-batch
 
 
-def _micro_batch(old, new, adv, mask, he_rows, prompt_len: int = 3):
+def _micro_batch(old, new, adv, mask, he_rows, prompt_len: int = 3, dp_size: int = 1):
     """A micro-batch TensorDict as veRL's engine hands it to the outer loss (nested, no padding)."""
     rows = []
     for i in range(old.shape[0]):
@@ -131,7 +131,13 @@ def _micro_batch(old, new, adv, mask, he_rows, prompt_len: int = 3):
     # force the jagged layout for every per-token field, like TransferQueue's variable-length rows
     for k in ("prompts", "responses", "response_mask", "old_log_probs", "advantages", "he_mask"):
         td[k] = torch.nested.as_nested_tensor([r[k] for r in rows], layout=torch.jagged)
-    tu.assign_non_tensor(td, dp_size=1, batch_num_tokens=int(mask.sum()), global_batch_size=old.shape[0])
+    # veRL hands every rank the GLOBAL counts; here each of dp_size ranks holds a batch like this one
+    tu.assign_non_tensor(
+        td,
+        dp_size=dp_size,
+        batch_num_tokens=int(mask.sum()) * dp_size,
+        global_batch_size=old.shape[0] * dp_size,
+    )
     return td
 
 
@@ -155,6 +161,28 @@ def test_outer_loss_equals_verl_ppo_loss_without_he_rows():
     torch.testing.assert_close(got, ref, rtol=1e-6, atol=1e-7)
     assert _val(got_m["actor/pg_loss"]) == pytest.approx(float(ref))
     assert _val(got_m["actor/pg_clipfrac"]) == pytest.approx(_val(ref_m["actor/pg_clipfrac"]))
+
+
+@pytest.mark.parametrize("agg", ["token-mean", "token-sum", "seq-mean-token-mean", "seq-mean-token-sum"])
+@pytest.mark.parametrize("dp_size", [1, 2, 4])
+def test_outer_loss_scales_like_verl_under_data_parallel(agg, dp_size):
+    """veRL's agg_loss multiplies every mode by dp_size (DDP/FSDP then AVERAGE the ranks' gradients);
+    token-sum has no global count to divide by, so the factor must be applied as such."""
+    old, new, adv, mask = _tensors(5)
+    td = _micro_batch(old, new, adv, mask, he_rows=[], dp_size=dp_size)
+    out = _model_output(new, mask)
+    ref, _ = ppo_loss(_actor_config("vanilla", loss_agg_mode=agg), out, td)
+    got, _ = herl_ppo_loss(_actor_config(LOSS_MODE, loss_agg_mode=agg), out, td, params=HeRLLossParams())
+    torch.testing.assert_close(got, ref, rtol=1e-6, atol=1e-7)
+    # and with HE rows: the same dp factor on the mixed loss
+    td_he = _micro_batch(old, new, adv, mask, he_rows=[1], dp_size=dp_size)
+    td_one = _micro_batch(old, new, adv, mask, he_rows=[1], dp_size=1)
+    cfg = _actor_config(LOSS_MODE, loss_agg_mode=agg)
+    got_he, _ = herl_ppo_loss(cfg, out, td_he, params=HeRLLossParams())
+    one, _ = herl_ppo_loss(_actor_config(LOSS_MODE, loss_agg_mode=agg), out, td_one, params=HeRLLossParams())
+    # the global counts are dp × the local ones: the means come out as on one rank, token-sum dp × it
+    scale = dp_size if agg == "token-sum" else 1.0
+    torch.testing.assert_close(got_he, one * scale, rtol=1e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize("gamma", [1.0, 0.1])

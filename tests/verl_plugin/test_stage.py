@@ -279,3 +279,71 @@ def test_seeded_slots_are_reproducible(tokenizer):
         _, rep = _run(tokenizer, batch, HindsightConfig(), FakeEngine(tokenizer), _scorer(1.0), step=3)
         slots.append([oc.slot for oc in rep.result.outcomes])
     assert slots[0] == slots[1]
+
+
+class PerPromptEngine:
+    """A rollout stand-in that answers each hindsight prompt with ITS OWN token ids (one of them empty)."""
+
+    def __init__(self, tokenizer, answers: list[str]):
+        self.answers = [
+            tokenizer(a, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] if a else []
+            for a in answers
+        ]
+        self.calls: list[list[list[int]]] = []
+
+    def __call__(self, prompt_ids, params):
+        self.calls.append(prompt_ids)
+        assert len(prompt_ids) == len(self.answers)
+        return [TokenRevision(token_ids=list(ids), log_probs=[-0.2] * len(ids)) for ids in self.answers]
+
+
+def test_blank_revision_does_not_shift_the_ids_later_revisions_are_scored_on(tokenizer):
+    """Jobs: uid0 draft 0 → blank, uid0 draft 1 → "ocean words", uid1 draft 0 → "hello world".
+
+    The scorer reads the token ids (as veRL's reward loop does), so scoring the wrong revision's ids
+    would give uid0 no kept revision and uid1 a spurious one.
+    """
+    batch = _batch(tokenizer, [[0.5, 0.5, 0.0, 0.0], [0.5, 0.0, 0.0, 0.0]])
+    engine = PerPromptEngine(tokenizer, ["", "ocean words", "hello world"])
+    seen: list[tuple[str, str, str]] = []
+
+    def score_ids(items):
+        out = []
+        for row, ids, text in items:
+            decoded = tokenizer.decode(ids, skip_special_tokens=True)
+            seen.append((row.uid, decoded, text))
+            out.append(_result(1.0, 2) if "ocean" in decoded else _result(0.25, 0))
+        return out
+
+    out, report = _run(tokenizer, batch, HindsightConfig(), engine, score_ids)
+
+    assert len(engine.calls) == 1 and len(engine.calls[0]) == 3
+    # each revision is scored on its own ids, under its own group's original prompt; the blank one never
+    assert seen == [("uid0", "ocean words", "ocean words"), ("uid1", "hello world", "hello world")]
+    oc0, oc1 = report.result.outcomes
+    assert oc0.kind == "revision" and oc0.row is not None and oc0.row.reward == 1.0
+    assert oc0.bonus == (pytest.approx((1, 0.05 * (1.0 - 0.5))),)  # only the draft whose revision was real
+    assert oc1.kind == "duplicate-best" and oc1.bonus == (pytest.approx((0, 0.05 * (0.25 - 0.5))),)
+    # the HE row carries the ids of the revision that was kept, EOS-terminated, and its reward
+    k = oc0.slot
+    n = int(out.batch["response_mask"][k].sum())
+    assert out.batch["responses"][k, :n].tolist() == engine.answers[1]
+    assert out.batch["token_level_scores"][k].sum().item() == pytest.approx(1.0)
+    assert out.batch["he_mask"][k].sum() == n and out.batch["he_mask"].sum() == n
+    # the duplicate in uid1 copies uid1's shaped best original
+    k1 = G + oc1.slot
+    assert out.batch["token_level_scores"][k1].sum().item() == pytest.approx(0.5 + 0.05 * (0.25 - 0.5))
+
+
+def test_failed_rewards_are_counted_in_the_step_metrics(tokenizer):
+    """Rollouts whose reward carries an error (read back from reward_extra_info) and failed revisions."""
+    batch = _batch(tokenizer, [[0.5, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]])
+    results = batch.non_tensor_batch[RESULT_FIELD]
+    results[3] = dataclasses.replace(results[3], error="checker_load_failed: ImportError")
+
+    def failing(items):
+        return [dataclasses.replace(_result(0.0, 0), error="judge_timeout") for _ in items]
+
+    _, report = _run(tokenizer, batch, HindsightConfig(), FakeEngine(tokenizer), failing)
+    assert report.metrics["herl/revision_errors"] == 1
+    assert report.metrics["herl/reward_errors"] == 2
