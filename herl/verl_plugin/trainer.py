@@ -380,3 +380,15 @@ def publish_step_metrics(publisher: Any, metrics: dict[str, Any], step: int) -> 
         publisher.publish(metrics, step=step)
     except Exception:
         log.warning("herl: publishing step metrics failed", exc_info=True)
+
+
+def _register_when_imported_first() -> None:
+    """Register ``herl_sync`` from here too. The v1 import hook registers it once veRL's v1 package has
+    loaded; when THIS module is what first imports v1 (tests, tools), the hook fires while this module
+    is still executing, before ``HeRLTrainerSync`` exists, and that registration fails. Idempotent."""
+    from herl.verl_plugin import register_trainer
+
+    register_trainer()
+
+
+_register_when_imported_first()

@@ -27,6 +27,16 @@ def test_trainer_registered_when_v1_is_imported():
     assert _run(code) == "herl.verl_plugin.trainer.HeRLTrainerSync"
 
 
+def test_trainer_registered_when_our_trainer_module_imports_v1_first():
+    """Importing herl.verl_plugin.trainer first makes the v1 hook fire mid-import; it must still register."""
+    code = (
+        "import herl.verl_plugin.trainer as t\n"
+        "from verl.trainer.ppo.v1 import get_trainer_cls\n"
+        "print(get_trainer_cls('herl_sync') is t.HeRLTrainerSync)\n"
+    )
+    assert _run(code) == "True"
+
+
 def test_plugins_off_switch_is_respected():
     code = (
         "import os; os.environ['VERL_USE_EXTERNAL_PLUGINS'] = 'none'\n"
