@@ -119,6 +119,9 @@ def build_registry(config: OperatorConfig | None = None) -> tuple[kopf.OperatorR
         settings.networking.request_timeout = 30
         settings.posting.level = logging.WARNING  # log lines are not echoed as Events; we post our own
         settings.persistence.diffbase_storage = NoDiffBase()
+        # Server-side: list/watch only our RayJobs (the handlers' `labels=` filter is client-side, so
+        # without this every RayJob of the cluster would be sent to us and deserialised).
+        settings.watching.label_selectors["ray.io", "rayjobs"] = b.LABEL_JOB
         if config.metrics_port:
             rt.metrics.serve(config.metrics_port)
 

@@ -254,3 +254,28 @@ def test_render_prints_configmap_and_rayjob() -> None:
     docs = [d for d in yaml.safe_load_all(out) if d]
     assert [d["kind"] for d in docs] == ["ConfigMap", "RayJob"]
     assert docs[1]["spec"]["entrypoint"] == b.ENTRYPOINT
+
+
+def test_checkpoints_and_their_cleanup_are_keyed_by_the_jobs_uid() -> None:
+    """Delete and re-create under the same name is a new job: its own checkpoint folder (no resume
+    from the old job's), and the old job's cleanup Job (retention Delete) cannot empty it."""
+    doc = yaml.safe_load((SAMPLES / "if-qwen2.5-7b.yaml").read_text())
+    doc["spec"]["checkpoints"]["retention"] = "Delete"
+    job = _job(doc)
+    old, new = b.Context(namespace="ml", uid="11111111-old"), b.Context(namespace="ml", uid="22222222-new")
+    old_path, new_path = (b.checkpoint_subpath(job, "ml", c.uid) for c in (old, new))
+    assert old_path != new_path and old_path.startswith("herl/ml/herl-if-qwen25-7b/")
+    worker = b.build_rayjob(job, new)["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]
+    mounts = {m["name"]: m for m in worker["containers"][0]["volumeMounts"]}
+    assert mounts["checkpoints"]["subPath"] == new_path
+    old_cleanup, new_cleanup = b.build_cleanup_job(job, old), b.build_cleanup_job(job, new)
+    assert old_cleanup and new_cleanup
+    assert old_cleanup["metadata"]["name"] != new_cleanup["metadata"]["name"]
+    spec = old_cleanup["spec"]["template"]["spec"]
+    assert spec["containers"][0]["volumeMounts"][0]["subPath"] == old_path != new_path
+    # A user-chosen subPath is used as given (docs/operator.md says what that means on re-create).
+    doc["spec"]["checkpoints"]["pvc"]["subPath"] = "team/run-1"
+    job = _job(doc)
+    assert (
+        b.checkpoint_subpath(job, "ml", old.uid) == b.checkpoint_subpath(job, "ml", new.uid) == "team/run-1"
+    )

@@ -169,3 +169,21 @@ def test_login_reads_the_kubeconfig_and_a_relogin_keeps_the_client(
     login(settings=kopf.OperatorSettings(), logger=None)
     assert rt.client is client and client._headers["Authorization"] == "Bearer second"
     assert client._refresh is not None and client._refresh().token == "second"
+
+
+async def test_rayjobs_are_listed_and_watched_with_a_server_side_label_selector() -> None:
+    """kopf's handler filters (`labels=`) are client-side; the selector in the watch request is what
+    keeps the operator from receiving every RayJob of a shared cluster."""
+    import kopf
+    from herl_operator import builders
+    from herl_operator.handlers import OperatorConfig, build_registry
+    from kopf._cogs.structs import references
+
+    registry, _ = build_registry(OperatorConfig(metrics_port=None))
+    startup = next(h.fn for h in registry._activities.get_all_handlers() if h.fn.__name__ == "startup")
+    settings = kopf.OperatorSettings()
+    await startup(settings=settings)
+    rayjobs = references.Resource("ray.io", "v1", "rayjobs", kind="RayJob", namespaced=True)
+    herljobs = references.Resource("herl.dev", "v1alpha1", "herljobs", kind="HeRLJob", namespaced=True)
+    assert settings.watching.label_selectors.collect(rayjobs) == [builders.LABEL_JOB]
+    assert not settings.watching.label_selectors.collect(herljobs)
