@@ -18,7 +18,11 @@ def _recipe(target: str) -> list[str]:
     if shutil.which("make") is None:
         pytest.fail("GNU make is not installed (the README's commands need it)")
     res = subprocess.run(
-        ["make", "-n", "-f", str(MAKEFILE), target], cwd=REPO, capture_output=True, text=True, timeout=60
+        ["make", "--no-print-directory", "-n", "-f", str(MAKEFILE), target],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert res.returncode == 0, res.stderr
     setup = ["bash scripts/setup.sh"]  # every target depends on `setup`, which prints this first

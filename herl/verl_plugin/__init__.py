@@ -42,15 +42,11 @@ def register_loss() -> bool:
 
 
 def register_trainer() -> bool:
-    """Register ``herl_sync`` with veRL's v1 trainer registry (idempotent)."""
+    """Register ``herl_sync`` with veRL's v1 trainer registry (idempotent; the trainer module owns it)."""
     try:
-        from verl.trainer.ppo.v1 import trainer_base
+        from herl.verl_plugin.trainer import register
 
-        from herl.verl_plugin.trainer import HeRLTrainerSync
-
-        if trainer_base.TRAINER_REGISTRY.get(TRAINER_MODE) is HeRLTrainerSync:
-            return True
-        trainer_base.register_trainer(TRAINER_MODE)(HeRLTrainerSync)
+        register()
         return True
     except Exception:
         log.warning("herl: could not register the %s trainer", TRAINER_MODE, exc_info=True)

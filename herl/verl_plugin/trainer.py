@@ -42,6 +42,7 @@ from verl.utils.tensordict_utils import list_of_dict_to_tensordict
 
 from herl.core import slot_rng
 from herl.verl_plugin.loss import HE_MASK_KEY, LOSS_MODE, HeRLLossParams, herl_ppo_loss
+from herl.verl_plugin.overrides import TRAINER_MODE_HERL
 from herl.verl_plugin.reward import result_from_extra_info, to_extra_info
 from herl.verl_plugin.settings import herl_seed, hindsight_config_from_verl, metrics_settings
 from herl.verl_plugin.stage import RolloutSampling, Row, TokenRevision, run_stage_on_rows
@@ -382,13 +383,15 @@ def publish_step_metrics(publisher: Any, metrics: dict[str, Any], step: int) -> 
         log.warning("herl: publishing step metrics failed", exc_info=True)
 
 
-def _register_when_imported_first() -> None:
-    """Register ``herl_sync`` from here too. The v1 import hook registers it once veRL's v1 package has
-    loaded; when THIS module is what first imports v1 (tests, tools), the hook fires while this module
-    is still executing, before ``HeRLTrainerSync`` exists, and that registration fails. Idempotent."""
-    from herl.verl_plugin import register_trainer
+def register() -> None:
+    """Register ``herl_sync`` with veRL's v1 trainer registry (idempotent). Called by the plugin's
+    import hook once veRL's v1 package has loaded, and at the end of this module: when THIS module is
+    what first imports v1 (tests, tools), the hook fires while this module is still executing, before
+    ``HeRLTrainerSync`` exists, and only this second call can register it."""
+    from verl.trainer.ppo.v1 import trainer_base
 
-    register_trainer()
+    if trainer_base.TRAINER_REGISTRY.get(TRAINER_MODE_HERL) is not HeRLTrainerSync:
+        trainer_base.register_trainer(TRAINER_MODE_HERL)(HeRLTrainerSync)
 
 
-_register_when_imported_first()
+register()

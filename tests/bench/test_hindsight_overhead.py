@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+from herl.core import RevisionItem
 from herl.rewards.instruction_following import score_if
 
 SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "hindsight_overhead.py"
@@ -32,8 +33,8 @@ def test_each_revision_is_scored_against_its_own_rows_constraints() -> None:
     lower, upper = _row("change_case:english_lowercase"), _row("change_case:english_capital")
     scorer = bench.RevisionScorer()
     text = "all of this answer is written in lower case"
-    # the stage hands the scorer (record of the revised group, revision text)
-    got = scorer([(lower, text), (upper, text), (lower, text)])
+    # the stage hands the scorer RevisionItem(record of the revised group, revision text, index)
+    got = scorer([RevisionItem(lower, text, 0), RevisionItem(upper, text, 1), RevisionItem(lower, text, 2)])
     assert [r.all_met for r in got] == [True, False, True]
     for (record, _), res in zip([(lower, text), (upper, text)], got, strict=False):
         assert res == score_if(text, record["reward_model"]["ground_truth"], "ifeval")
