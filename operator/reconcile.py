@@ -281,6 +281,8 @@ class Reconciler:
                         raise
                     obs_kw["child_error"] = self._refused(key, body, "Patch", exc)
                     ignored = ()
+                else:
+                    self._refusals.pop(key, None)  # in sync again: a later refusal gets its Event
                 if ignored:
                     obs_kw["ignored_fields"] = ignored
                 running = (rayjob.get("status") or {}).get("jobDeploymentStatus") == "Running"
