@@ -158,7 +158,11 @@ class OperatorProcess:
             except OSError:
                 return False
 
-        wait_for("the operator's /healthz", healthy, 60)
+        try:
+            wait_for("the operator's /healthz", healthy, 60)
+        except BaseException:  # pytest.fail raises: never leave the process running behind a failure
+            self.kill()
+            raise
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
