@@ -87,10 +87,11 @@ def build_registry(config: OperatorConfig | None = None) -> tuple[kopf.OperatorR
         )
 
     @kopf.on.login(registry=registry)
-    def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo | None:
+    async def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo | None:
         """kopf runs this at start and again after any 401. The first login builds the client and
         the reconciler; a re-login only swaps the credentials of that same client, so the resync
-        loop and the caches (bound to it) go on with the new token instead of the expired one."""
+        loop and the caches (bound to it) go on with the new token instead of the expired one. Async so
+        it runs on the event loop (kopf runs sync handlers in a thread), where the client lives."""
         kopf_settings[:] = [settings]
         info = credentials()
         if info is None:

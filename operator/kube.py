@@ -104,6 +104,7 @@ class KubeClient:
         self._sem = asyncio.Semaphore(max_concurrency)
         self.calls: collections.Counter[tuple[str, str]] = collections.Counter()
         self._refresh: Callable[[], Credentials | None] | None = None
+        self._closing: set[asyncio.Task[None]] = set()
         self.relogins = 0
 
     @classmethod
@@ -129,7 +130,9 @@ class KubeClient:
         old, self._session = self._session, None
         if old is not None and not old.closed:
             with contextlib.suppress(RuntimeError):  # no running loop (sync callers): GC closes it
-                asyncio.get_running_loop().create_task(old.close())
+                task = asyncio.get_running_loop().create_task(old.close())
+                self._closing.add(task)  # a task nobody references may be collected before it ran
+                task.add_done_callback(self._closing.discard)
 
     async def close(self) -> None:
         if self._session is not None:

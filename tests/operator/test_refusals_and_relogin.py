@@ -133,7 +133,7 @@ async def test_without_refresh_a_401_is_raised(token_server: Any) -> None:
         await client.close()
 
 
-def test_login_reads_the_kubeconfig_and_a_relogin_keeps_the_client(
+async def test_login_reads_the_kubeconfig_and_a_relogin_keeps_the_client(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """kopf's own login helpers need kopf's settings (a missing argument once made every real
@@ -161,12 +161,12 @@ def test_login_reads_the_kubeconfig_and_a_relogin_keeps_the_client(
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     registry, rt = build_registry(OperatorConfig(metrics_port=None))
     login = next(h.fn for h in registry._activities.get_all_handlers() if h.fn.__name__ == "login")
-    info = login(settings=kopf.OperatorSettings(), logger=None)
+    info = await login(settings=kopf.OperatorSettings(), logger=None)
     assert info.server == "https://127.0.0.1:6443" and info.token == "first"
     client = rt.client
     assert client is not None and client._headers["Authorization"] == "Bearer first"
     kubeconfig("second")
-    login(settings=kopf.OperatorSettings(), logger=None)
+    await login(settings=kopf.OperatorSettings(), logger=None)
     assert rt.client is client and client._headers["Authorization"] == "Bearer second"
     assert client._refresh is not None and client._refresh().token == "second"
 
