@@ -10,6 +10,7 @@ Cleanup runs on the DELETED watch event (best effort; owner references cover the
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,14 +75,11 @@ def build_registry(config: OperatorConfig | None = None) -> tuple[kopf.OperatorR
     registry = kopf.OperatorRegistry()
     rt = Runtime(config=config, metrics=OperatorMetrics())
 
-    kopf_settings: list[kopf.OperatorSettings] = []  # kopf's settings, kept by the first login
-
-    def credentials() -> kopf.ConnectionInfo | None:
+    def credentials(settings: kopf.OperatorSettings) -> kopf.ConnectionInfo | None:
         """Read the credentials afresh: the service account's token file is rotated by the kubelet,
         and a kubeconfig may be rewritten, so every (re-)login reads them again."""
         if config.server:
             return kopf.ConnectionInfo(server=config.server, insecure=True)
-        settings = kopf_settings[0] if kopf_settings else kopf.OperatorSettings()
         return kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(
             settings=settings
         )
@@ -92,13 +90,14 @@ def build_registry(config: OperatorConfig | None = None) -> tuple[kopf.OperatorR
         the reconciler; a re-login only swaps the credentials of that same client, so the resync
         loop and the caches (bound to it) go on with the new token instead of the expired one. Async so
         it runs on the event loop (kopf runs sync handlers in a thread), where the client lives."""
-        kopf_settings[:] = [settings]
-        info = credentials()
+        info = credentials(settings)
         if info is None:
             return None
         if rt.client is None:
             rt.client = KubeClient.from_connection(
-                info, refresh=credentials, max_concurrency=config.client_concurrency
+                info,
+                refresh=functools.partial(credentials, settings),
+                max_concurrency=config.client_concurrency,
             )
             rt.reconciler = Reconciler(
                 rt.client,

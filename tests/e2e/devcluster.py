@@ -23,7 +23,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -41,6 +40,8 @@ import yaml
 from devcluster_nodes import nodes_manifest, stages_manifest
 from devcluster_pki import Pki
 
+from herl.metrics.promserver import free_port, poll_until
+
 ROOT = Path(__file__).resolve().parents[2]
 KUBERNETES_VERSION = "v1.36.3"
 GPU_NODES = ("gpu-0", "gpu-1")
@@ -50,12 +51,6 @@ SERVICE_CIDR = "10.96.0.0/24"
 
 class ClusterError(RuntimeError):
     """The control plane could not be built or started; the message says which step and why."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def build_binaries(modules: tuple[str, ...] = ("k8s", "kuberay")) -> dict[str, Path]:
@@ -174,19 +169,21 @@ class DevCluster:
         self.state.setdefault("argv", {})[name] = argv
         self._save()
 
-    def alive(self, name: str) -> bool:
-        pid = self.state.get("pids", {}).get(name)
-        if not pid:
-            return False
+    @staticmethod
+    def _running(pid: int) -> bool:
+        """Alive and not a zombie (a child of ours that exited is reaped here)."""
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
             return False
         with contextlib.suppress(ChildProcessError):
-            done, _ = os.waitpid(pid, os.WNOHANG)
-            if done:
+            if os.waitpid(pid, os.WNOHANG)[0]:
                 return False
         return True
+
+    def alive(self, name: str) -> bool:
+        pid = self.state.get("pids", {}).get(name)
+        return bool(pid) and self._running(pid)
 
     def kill(self, name: str, sig: int = signal.SIGTERM, grace: float = 10.0) -> None:
         pid = self.state.get("pids", {}).pop(name, None)
@@ -197,31 +194,31 @@ class DevCluster:
             os.killpg(pid, sig)
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-                with contextlib.suppress(ChildProcessError):
-                    if os.waitpid(pid, os.WNOHANG)[0]:
-                        return
-            except ProcessLookupError:
+            if not self._running(pid):
                 return
             time.sleep(0.1)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
 
     def wait(self, what: str, ready: Callable[[], bool], timeout: float, log: str | None = None) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        """Poll ``ready`` (connection errors count as not yet); fail at once if ``log``'s process exits."""
+        log_file = self.logs / f"{log}.log"
+
+        def check() -> bool:
             if log and not self.alive(log):
                 raise ClusterError(
-                    f"{log} exited while waiting for {what}; last lines of "
-                    f"{self.logs / (log + '.log')}:\n{log_tail(self.logs / (log + '.log'))}"
+                    f"{log} exited while waiting for {what}; last lines of {log_file}:\n{log_tail(log_file)}"
                 )
-            with contextlib.suppress(OSError, ValueError, ssl.SSLError):
-                if ready():
-                    return
-            time.sleep(0.2)
-        tail = f"\nlast lines of its log:\n{log_tail(self.logs / (log + '.log'))}" if log else ""
-        raise ClusterError(f"timed out after {timeout:.0f} s waiting for {what}{tail}")
+            try:
+                return ready()
+            except (OSError, ValueError, ssl.SSLError):
+                return False
+
+        try:
+            poll_until(check, timeout, what)
+        except TimeoutError as exc:
+            tail = f"\nlast lines of its log:\n{log_tail(log_file)}" if log else ""
+            raise ClusterError(f"{exc}{tail}") from None
 
     # ---- components ----------------------------------------------------------------------------
 
@@ -512,8 +509,7 @@ class DevCluster:
             "ports": {n: free_port() for n in names},
             "bins": {k: str(v) for k, v in self.bins.items()},
         }
-        with contextlib.suppress(FileNotFoundError):
-            subprocess.run(["rm", "-rf", str(self.folder / "etcd")], check=True)
+        shutil.rmtree(self.folder / "etcd", ignore_errors=True)  # a fresh cluster every start
         self.pki.ensure()
         tokens = self.pki.tokens()
         (self.folder / "kubeconfigs").mkdir(parents=True, exist_ok=True)

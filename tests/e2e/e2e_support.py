@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Callable
 from typing import Any
@@ -16,22 +15,26 @@ import yaml
 from devcluster import ROOT, ClusterError, DevCluster, free_port
 
 from herl.assets import helm_binary
+from herl.metrics.promserver import poll_until
 
 OPERATOR_NAMESPACE = "herl-e2e"
 RELEASE = "e2e"
 JSON = dict[str, Any]
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0, interval: float = 0.3) -> Any:
-    """Poll ``check`` until it returns something truthy; fail with ``what`` and the last value."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}; last value: {last!r}", pytrace=False)
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
+    """Poll ``check`` (herl's bounded back-off) until it returns something truthy; fail the test with
+    ``what`` and the last value it returned."""
+    last: list[Any] = [None]
+
+    def recorded() -> Any:
+        last[0] = check()
+        return last[0]
+
+    try:
+        return poll_until(recorded, timeout, what)
+    except TimeoutError as exc:
+        pytest.fail(f"{exc}; last value: {last[0]!r}", pytrace=False)
 
 
 class Kube:

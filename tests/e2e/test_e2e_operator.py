@@ -273,7 +273,7 @@ def test_kuberay_retries_are_mirrored_and_end_in_a_classified_failure(
         cur = kube.get("herljob", "retried", namespace=namespace) or {}
         return cur if (cur.get("status") or {}).get("phase") == "Failed" else None
 
-    cur = wait_for("the job to fail after its retry", failed, 240, interval=1.0)
+    cur = wait_for("the job to fail after its retry", failed, 240)
     st = cur["status"]
     assert [a["result"] for a in st["attempts"]] == ["Retried", "Failed"], st["attempts"]
     assert st["attemptCount"] == 2 and st["gpuHours"] > 0
