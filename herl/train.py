@@ -1,6 +1,11 @@
-"""``python -m herl.train --job FILE``: run a HeRLJob on veRL 0.9.1 (what the RayJob entrypoint calls).
+"""``python -m herl.train --job FILE``: run a HeRLJob on the Ray head (what the RayJob entrypoint calls).
 
-Reads the HeRLJob YAML (the operator mounts it at ``/etc/herl/job.yaml``), validates it with the
+``spec.engine: local`` trains here, in this process, with the local engine (:mod:`herl.engine`): the
+Ray head is the machine. Checkpoints go to ``HERL_CHECKPOINT_DIR`` (else a temporary folder) and a
+retried attempt resumes from the newest one there; ``/metrics`` is served on ``spec.metrics.port`` on
+all addresses (``HERL_METRICS_ADDR``), where the operator and Prometheus scrape the head.
+
+``spec.engine: verl`` (the default) runs veRL 0.9.1: it reads the HeRLJob YAML (the operator mounts it at ``/etc/herl/job.yaml``), validates it with the
 ``herl.api`` model, translates it into veRL Hydra overrides with the pure
 :func:`herl.verl_plugin.overrides.job_to_verl_overrides`, and replaces this process with
 ``python -m herl.verl_plugin.launch <overrides...>`` (veRL's PPO main with the TaskRunner pinned to the
@@ -19,13 +24,19 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from herl.errors import UserError
+from herl.errors import UserError, failure_line
 
 DEFAULT_JOB_FILE = "/etc/herl/job.yaml"
 ENV_CHECKPOINT_DIR = "HERL_CHECKPOINT_DIR"
+#: How long engine verl waits for the GPU workers' raylets to join the Ray cluster before it gives up.
+ENV_GPU_WAIT = "HERL_GPU_WAIT_SECONDS"
+DEFAULT_GPU_WAIT_SECONDS = 300.0
 
 
 def load_job(path: str | Path) -> object:
@@ -45,16 +56,78 @@ def build_argv(job: object, env: dict[str, str] | None = None) -> list[str]:
     return [sys.executable, "-m", "herl.verl_plugin.launch", *overrides]
 
 
+def run_local(job: Any, env: dict[str, str] | None = None) -> int:
+    """Engine local: train in this process (the Ray head), resuming from HERL_CHECKPOINT_DIR."""
+    from herl.engine.trainer import LocalTrainer
+    from herl.metrics.publisher import ENV_ADDR
+
+    env = dict(os.environ) if env is None else env
+    out = env.get(ENV_CHECKPOINT_DIR) or str(Path(tempfile.gettempdir()) / "herl" / job.metadata.name)
+    trainer = LocalTrainer(
+        job,
+        out,
+        metrics_addr=env.get(ENV_ADDR, "0.0.0.0"),
+        progress=False,  # one line per step: the Ray job log is a file, not a terminal
+        echo=lambda line: print(line, flush=True),
+    )
+    summary = trainer.run()
+    print(
+        f"herl.train: engine local {'interrupted at' if summary.interrupted else 'finished at'} step "
+        f"{summary.last_step}/{trainer.total_steps}; checkpoints in {out}",
+        flush=True,
+    )
+    return 130 if summary.interrupted else 0
+
+
+def wait_for_gpus(needed: int, timeout: float, poll: float = 5.0) -> None:
+    """Engine verl: wait until the Ray cluster this driver runs in has ``needed`` GPUs (the worker pods'
+    raylets join after the head), else stop with a classified error instead of veRL's deep traceback."""
+    import ray
+
+    ray.init(address="auto", logging_level="ERROR", log_to_driver=False)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            have = int(ray.cluster_resources().get("GPU", 0))
+            if have >= needed:
+                return
+            if time.monotonic() >= deadline:
+                raise UserError(
+                    f"engine verl needs {needed} GPUs (spec.resources.workers × gpusPerWorker) but the Ray "
+                    f"cluster has {have} after {timeout:g} s: the GPU worker pods did not join (pending, "
+                    f"no GPU nodes, or no NVIDIA device plugin). For a CPU cluster use spec.engine local.",
+                    exit_code=3,
+                    reason="GPUsUnavailable",
+                )
+            print(f"herl.train: waiting for GPUs: {have}/{needed} in the Ray cluster", flush=True)
+            time.sleep(poll)
+    finally:
+        ray.shutdown()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m herl.train", description=__doc__.splitlines()[0])
     parser.add_argument("--job", default=DEFAULT_JOB_FILE, help=f"HeRLJob YAML (default {DEFAULT_JOB_FILE})")
     parser.add_argument("--dry-run", action="store_true", help="print the veRL overrides and exit")
     args = parser.parse_args(argv)
     try:
-        job = load_job(args.job)
+        job: Any = load_job(args.job)
+        if job.spec.engine == "local":
+            if args.dry_run:
+                print("engine local: trains in this process with herl.engine (no veRL overrides)")
+                return 0
+            return run_local(job)
         full = build_argv(job)
-    except (OSError, ValueError, UserError) as exc:
+        if not args.dry_run:
+            wait = float(os.environ.get(ENV_GPU_WAIT) or DEFAULT_GPU_WAIT_SECONDS)
+            wait_for_gpus(job.spec.gpu_count, wait)
+    except UserError as exc:
         print(f"herl.train: {exc}", file=sys.stderr)
+        print(failure_line(exc.reason, str(exc)), file=sys.stderr, flush=True)
+        return exc.exit_code
+    except (OSError, ValueError) as exc:
+        print(f"herl.train: {exc}", file=sys.stderr)
+        print(failure_line("InvalidJobFile", str(exc)), file=sys.stderr, flush=True)
         return 2
     if args.dry_run:
         for item in full[3:]:

@@ -21,6 +21,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=30.0,
         help="least seconds between two scrapes of one trainer's /metrics",
     )
+    parser.add_argument(
+        "--submission-mode",
+        choices=("K8sJobMode", "HTTPMode"),
+        default="K8sJobMode",
+        help="how KubeRay submits the trainer: a submitter pod (K8sJobMode) or a POST to the Ray dashboard "
+        "(HTTPMode, no extra pod)",
+    )
     parser.add_argument("--server", default=None, help="API server URL (tests/dev; insecure)")
     ours, kopf_args = parser.parse_known_args(list(argv if argv is not None else sys.argv[1:]))
 
@@ -33,6 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             resync_seconds=ours.resync_seconds,
             progress_seconds=ours.progress_seconds,
             metrics_port=ours.metrics_port or None,
+            submission_mode=ours.submission_mode,
         )
     )
     kopf_parser = argparse.ArgumentParser(prog="kopf-options")

@@ -41,6 +41,7 @@ METRICS_PORT_NAME = "herl-metrics"
 RAY_HEAD_PORTS = (("gcs-server", 6379), ("dashboard", 8265), ("client", 10001), ("metrics", 8080))
 #: The submitter pod's resources: KubeRay's own defaults for its default submitter (common/job.go); a
 #: custom template without them is refused in namespaces with a ResourceQuota.
+SUBMISSION_MODES = ("K8sJobMode", "HTTPMode")
 SUBMITTER_RESOURCES = {
     "requests": {"cpu": "500m", "memory": "200Mi"},
     "limits": {"cpu": "1", "memory": "1Gi"},
@@ -116,6 +117,11 @@ class Context:
     namespace: str
     uid: str | None = None  # HeRLJob metadata.uid (absent only in emulators without uids)
     suspend: bool | None = None  # override of the RayJob's spec.suspend (None: from the spec/queue)
+    #: How KubeRay submits the entrypoint (an operator setting, ``--submission-mode``): K8sJobMode runs a
+    #: submitter pod (``ray job submit``, its log shows the submission); HTTPMode has KubeRay post the job
+    #: to the dashboard itself (no extra pod; needed where KubeRay reaches the dashboard through the
+    #: apiserver proxy, e.g. the e2e cluster).
+    submission_mode: str = "K8sJobMode"
 
 
 def owner_reference(job: HeRLJob, uid: str | None) -> list[JSON]:
@@ -248,10 +254,14 @@ def _volumes(job: HeRLJob, namespace: str, uid: str | None) -> tuple[list[JSON],
 def _pod_template(job: HeRLJob, ctx: Context, *, head: bool) -> JSON:
     spec, res = job.spec, job.spec.resources_
     vols, mounts = _volumes(job, ctx.namespace, ctx.uid)
+    head_gpus = res.head.gpus if res.head else 0
     if head:
         h = res.head
         cpu, mem = (h.cpu, h.memory) if h else ("4", "32Gi")
         resources: JSON = {"requests": {"cpu": cpu, "memory": mem}, "limits": {"cpu": cpu, "memory": mem}}
+        if head_gpus:
+            for part in resources.values():
+                part["nvidia.com/gpu"] = str(head_gpus)
     else:
         gpus = str(res.gpus_per_worker)
         resources = {
@@ -260,7 +270,7 @@ def _pod_template(job: HeRLJob, ctx: Context, *, head: bool) -> JSON:
         }
     container: JSON = {
         "name": "ray-head" if head else "ray-worker",
-        "image": res.image,
+        "image": spec.trainer_image,
         "imagePullPolicy": res.image_pull_policy,
         "resources": resources,
         "env": _env(job, ctx),
@@ -274,7 +284,8 @@ def _pod_template(job: HeRLJob, ctx: Context, *, head: bool) -> JSON:
     pod: JSON = {"containers": [container], "volumes": vols}
     if res.service_account_name:
         pod["serviceAccountName"] = res.service_account_name
-    if not head:
+    # The GPU placement goes where the GPUs are: the workers, or a local-engine head with GPUs.
+    if not head or head_gpus:
         selector = dict(res.node_selector or {})
         if res.gpu_type:
             selector[res.gpu_type_label] = res.gpu_type
@@ -304,8 +315,28 @@ def queue_labels(job: HeRLJob) -> dict[str, str]:
     return out
 
 
+def _worker_groups(job: HeRLJob, ctx: Context) -> list[JSON]:
+    """One GPU worker group for veRL; none for the local engine (it trains on the head)."""
+    if job.spec.engine == "local":
+        return []
+    res = job.spec.resources_
+    return [
+        {
+            "groupName": "gpu",
+            "replicas": res.workers,
+            "minReplicas": res.workers,
+            "maxReplicas": res.workers,
+            "rayStartParams": {},
+            "template": _pod_template(job, ctx, head=False),
+        }
+    ]
+
+
 def build_rayjob(job: HeRLJob, ctx: Context) -> JSON:
-    """The ray.io/v1 RayJob for ``job``: head (no GPUs, no work) + one GPU worker group."""
+    """The ray.io/v1 RayJob for ``job``: the head (the driver) + one GPU worker group (engine verl), or
+    the head alone (engine local, which trains in the driver process)."""
+    if ctx.submission_mode not in SUBMISSION_MODES:
+        raise ValueError(f"submission mode {ctx.submission_mode!r}: allowed {', '.join(SUBMISSION_MODES)}")
     spec, res, rp = job.spec, job.spec.resources_, job.spec.run_policy_
     name = rayjob_name(job.metadata.name)
     meta = _metadata(job, ctx, name, "rayjob", queue_labels(job))
@@ -314,7 +345,7 @@ def build_rayjob(job: HeRLJob, ctx: Context) -> JSON:
         meta["annotations"] = {ANNOTATION_SUSPENDED_BY_US: "true"}
     rj_spec: JSON = {
         "entrypoint": ENTRYPOINT,
-        "submissionMode": "K8sJobMode",
+        "submissionMode": ctx.submission_mode,
         "shutdownAfterJobFinishes": True,
         "backoffLimit": rp.backoff_limit,
         "suspend": suspend,
@@ -325,24 +356,19 @@ def build_rayjob(job: HeRLJob, ctx: Context) -> JSON:
                 # One logical CPU on the head: veRL's TaskRunner (the training loop, which serves the
                 # herl-metrics port) is pinned there by herl.verl_plugin.launch and needs 1 CPU to be
                 # scheduled; GPU work stays on the workers.
-                "rayStartParams": {"num-cpus": HEAD_RAY_CPUS, "num-gpus": "0", "dashboard-host": "0.0.0.0"},
+                "rayStartParams": {
+                    "num-cpus": HEAD_RAY_CPUS,
+                    "num-gpus": str(res.head.gpus if res.head else 0),
+                    "dashboard-host": "0.0.0.0",
+                },
                 "template": _pod_template(job, ctx, head=True),
             },
-            "workerGroupSpecs": [
-                {
-                    "groupName": "gpu",
-                    "replicas": res.workers,
-                    "minReplicas": res.workers,
-                    "maxReplicas": res.workers,
-                    "rayStartParams": {},
-                    "template": _pod_template(job, ctx, head=False),
-                }
-            ],
+            "workerGroupSpecs": _worker_groups(job, ctx),
         },
     }
     if rp.attempt_deadline_seconds:
         rj_spec["activeDeadlineSeconds"] = rp.attempt_deadline_seconds
-    if spec.resources_.service_account_name:
+    if spec.resources_.service_account_name and ctx.submission_mode == "K8sJobMode":
         rj_spec["submitterPodTemplate"] = {
             "metadata": {"labels": labels(job.metadata.name, "submitter")},
             "spec": {
@@ -351,7 +377,7 @@ def build_rayjob(job: HeRLJob, ctx: Context) -> JSON:
                 "containers": [
                     {
                         "name": "ray-job-submitter",
-                        "image": res.image,
+                        "image": spec.trainer_image,
                         "imagePullPolicy": res.image_pull_policy,
                         "resources": SUBMITTER_RESOURCES,
                     }
@@ -381,7 +407,7 @@ def build_cleanup_job(job: HeRLJob, ctx: Context) -> JSON | None:
         "containers": [
             {
                 "name": "cleanup",
-                "image": res.image,
+                "image": job.spec.trainer_image,
                 "imagePullPolicy": res.image_pull_policy,
                 "command": ["find", CHECKPOINT_MOUNT, "-mindepth", "1", "-delete"],
                 "volumeMounts": [

@@ -35,6 +35,7 @@ class OperatorConfig:
     resync_seconds: float = 30.0
     progress_seconds: float = 30.0
     metrics_port: int | None = 8080
+    submission_mode: str = "K8sJobMode"
     url_resolver: URLResolver = default_resolver
     client_concurrency: int = 32
     extra: dict[str, Any] = field(default_factory=dict)
@@ -104,7 +105,7 @@ def build_registry(config: OperatorConfig | None = None) -> tuple[kopf.OperatorR
                 metrics=rt.metrics,
                 puller=ProgressPuller(config.url_resolver, min_interval=config.progress_seconds),
                 post_event=_post_event,
-                config=Config(resync_seconds=config.resync_seconds),
+                config=Config(resync_seconds=config.resync_seconds, submission_mode=config.submission_mode),
             )
         else:
             rt.client.update(info)

@@ -129,6 +129,7 @@ def _permanent(exc: ApiError) -> bool:
 class Config:
     resync_seconds: float = 30.0
     resync_concurrency: int = 16
+    submission_mode: str = "K8sJobMode"  # RayJob spec.submissionMode (builders.SUBMISSION_MODES)
 
 
 class Reconciler:
@@ -244,7 +245,7 @@ class Reconciler:
         if job is None:
             obs_kw["invalid"] = invalid or (("spec", "invalid"),)
         else:
-            ctx = b.Context(namespace=ns, uid=uid)
+            ctx = b.Context(namespace=ns, uid=uid, submission_mode=self.config.submission_mode)
             prev_phase = prev.get("phase")
             prev_reason = next(
                 (

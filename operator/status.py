@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from herl.api.model import HeRLJob
+from herl.errors import find_failure
 
 JSON = dict[str, Any]
 TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
@@ -93,6 +94,15 @@ def clean_reason(text: str | None, default: str) -> str:
     return cleaned[:128] or default
 
 
+def child_failure(st: JSON) -> tuple[str, str]:
+    """(reason, message) of a RayJob status: the trainer's own classified failure when its last line
+    (``herl-failure reason=…``, herl.errors) is in the Ray job message KubeRay copied, else KubeRay's."""
+    found = find_failure(st.get("message"))
+    if found:
+        return found
+    return st.get("reason") or "", st.get("message") or ""
+
+
 def _msg(text: str | None) -> str:
     text = text or ""
     return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."
@@ -125,7 +135,8 @@ def map_rayjob(job: HeRLJob | None, rayjob: JSON | None) -> PhaseView:
     st = rayjob.get("status") or {}
     jds = st.get("jobDeploymentStatus") or ""
     js = st.get("jobStatus") or ""
-    reason, message = st.get("reason") or "", _msg(st.get("message"))
+    reason, message = child_failure(st)
+    message = _msg(message)
     user_suspend = bool(job and job.spec.run_policy_.suspend)
     queued = bool(job and job.spec.queue is not None)
     suspended_spec = bool((rayjob.get("spec") or {}).get("suspend"))
@@ -134,6 +145,8 @@ def map_rayjob(job: HeRLJob | None, rayjob: JSON | None) -> PhaseView:
         if js == "SUCCEEDED":
             return PhaseView("Succeeded", "Succeeded", "the trainer finished")
         why = {"FAILED": "AppFailed", "STOPPED": "Stopped"}.get(js, "CompleteWithoutSuccess")
+        if js == "FAILED" and find_failure(st.get("message")):
+            why = clean_reason(reason, why)
         return PhaseView("Failed", why, message or f"Ray job ended with jobStatus {js or 'unknown'}")
     if jds == "Failed":
         return PhaseView(
@@ -171,10 +184,7 @@ def map_rayjob(job: HeRLJob | None, rayjob: JSON | None) -> PhaseView:
 
 
 def _gpus(job: HeRLJob | None) -> int:
-    if job is None:
-        return 0
-    res = job.spec.resources_
-    return res.workers * res.gpus_per_worker
+    return job.spec.gpu_count if job is not None else 0
 
 
 def _close(
@@ -201,7 +211,7 @@ def update_attempts(job: HeRLJob | None, rayjob: JSON | None, attempts: list[JSO
     jds = st.get("jobDeploymentStatus") or ""
     js = st.get("jobStatus") or ""
     cluster, start = st.get("rayClusterName") or None, st.get("startTime") or None
-    reason, message = st.get("reason") or None, st.get("message") or None
+    reason, message = (x or None for x in child_failure(st))
     open_ = attempts[-1] if attempts and attempts[-1].get("result") == "Running" else None
     # A folded entry (see fold_attempts) stands for attempts 0..index; counted as failed ones.
     failed_seen = sum(

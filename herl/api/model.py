@@ -28,6 +28,13 @@ API_GROUP = "herl.dev"
 API_VERSION = "v1alpha1"
 KIND = "HeRLJob"
 PLURAL = "herljobs"
+
+#: The trainer image each engine runs when spec.resources.image is not set (images/, `make images`).
+#: veRL needs the GPU image (veRL + vLLM); the local engine runs from the CPU image (torch CPU + herl).
+TRAINER_IMAGES: dict[str, str] = {
+    "verl": "ghcr.io/herl-dev/herl-trainer:0.1.0",
+    "local": "ghcr.io/herl-dev/herl-trainer-cpu:0.1.0",
+}
 SINGULAR = "herljob"
 SHORT_NAMES = ("herl",)
 MAX_NAME_LENGTH = 40  # RayJob names may be 47 chars; we add "-aNN" per attempt and keep headroom.
@@ -406,14 +413,17 @@ class HeadSpec(_Model):
     memory: Annotated[str, Field(pattern=QUANTITY, max_length=32)] = "32Gi"
     """Default: 32Gi."""
 
+    gpus: Annotated[int, Field(ge=0, le=8)] = 0
+    """GPUs (nvidia.com/gpu) on the head, only with engine ``local`` (a one-GPU run: the trainer runs on
+    the head, placed by gpuType, nodeSelector and tolerations). Default: 0."""
+
 
 class ResourcesSpec(_Model):
     """Where and on what the trainer runs."""
 
-    image: Annotated[str, Field(min_length=1, max_length=512, pattern=r"^[^\s'\"$`\\;|&<>]+$")] = (
-        "ghcr.io/herl-dev/herl-trainer:0.1.0"
-    )
-    """Trainer image (veRL + vLLM + herl). Default: ghcr.io/herl-dev/herl-trainer:0.1.0."""
+    image: Annotated[str | None, Field(min_length=1, max_length=512, pattern=r"^[^\s'\"$`\\;|&<>]+$")] = None
+    """Trainer image. Default: ghcr.io/herl-dev/herl-trainer:0.1.0 (veRL + vLLM) with engine verl,
+    ghcr.io/herl-dev/herl-trainer-cpu:0.1.0 (torch CPU + herl) with engine local."""
 
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
     """Default: IfNotPresent."""
@@ -567,6 +577,11 @@ class HeRLJobSpec(_Model):
     """Start from a released recipe: ``official-if`` or ``official-medical`` reproduce the released scripts
     exactly, quirks included; fields you set still win. Default: none (official IF numbers, quirks fixed)."""
 
+    engine: Literal["verl", "local"] = "verl"
+    """What trains on the Ray cluster. ``verl``: veRL 0.9.1 + vLLM on the GPU workers. ``local``: the local
+    engine (``herl train``) in one process on the Ray head, with no worker pods: CPU clusters, one-GPU
+    jobs (resources.head.gpus) and CI. Same status, metrics, checkpoints and resume. Default: verl."""
+
     model: ModelSpec
     """The policy model."""
 
@@ -680,6 +695,19 @@ class HeRLJobSpec(_Model):
     @property
     def metrics_(self) -> MetricsSpec:
         return self.metrics or MetricsSpec()
+
+    @property
+    def trainer_image(self) -> str:
+        """The image the Ray pods run: spec.resources.image, else the engine's default."""
+        return self.resources_.image or TRAINER_IMAGES[self.engine]
+
+    @property
+    def gpu_count(self) -> int:
+        """GPUs one attempt holds: the worker pods' (engine verl) or the head's (engine local)."""
+        res = self.resources_
+        if self.engine == "local":
+            return res.head.gpus if res.head else 0
+        return res.workers * res.gpus_per_worker
 
     @property
     def revision_max_tokens(self) -> int:

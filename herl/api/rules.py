@@ -139,6 +139,24 @@ RULES: tuple[Rule, ...] = (
         lambda s: s.resources_.gpus_per_worker % s.resources_.tensor_parallel == 0,
     ),
     Rule(
+        "local-engine-one-process",
+        "resources.workers",
+        "spec.resources.workers must be 1 with spec.engine local: the local engine trains in one process on "
+        "the Ray head and no worker pods are created (use spec.engine verl for several GPU workers)",
+        "{engine} != 'local' || {resources.workers} == 1",
+        lambda s: s.engine != "local" or s.resources_.workers == 1,
+        "FieldValueForbidden",
+    ),
+    Rule(
+        "head-gpus-local-only",
+        "resources.head.gpus",
+        "spec.resources.head.gpus must be 0 with spec.engine verl: veRL runs on the GPU workers and keeps "
+        "the head GPU-free (spec.resources.head.gpus is for spec.engine local)",
+        "{engine} == 'local' || {resources.head.gpus} == 0",
+        lambda s: s.engine == "local" or s.resources_.head is None or s.resources_.head.gpus == 0,
+        "FieldValueForbidden",
+    ),
+    Rule(
         "checkpoint-storage-exclusive",
         "checkpoints",
         "set at most one of spec.checkpoints.pvc and spec.checkpoints.uri",

@@ -49,6 +49,7 @@ class MetricsMixin:
     total_steps: int
     eos_ids: set[int]
     metrics_port: int | None
+    metrics_addr: str
     publisher: Any
     progress: bool
     history: list[dict[str, Any]]
@@ -120,11 +121,12 @@ class MetricsMixin:
         self.publisher = StepMetricsPublisher(herl_job=self.name, namespace=namespace)
         set_default_publisher(self.publisher)
         try:
-            port = self.publisher.serve(self.metrics_port)
+            port = self.publisher.serve(self.metrics_port, self.metrics_addr)
         except OSError as exc:
             self.echo(f"herl train: metrics port {self.metrics_port} unavailable ({exc}); using a free port")
-            port = self.publisher.serve(0)
-        return f"http://127.0.0.1:{port}/metrics"
+            port = self.publisher.serve(0, self.metrics_addr)
+        host = "127.0.0.1" if self.metrics_addr in ("0.0.0.0", "::") else self.metrics_addr
+        return f"http://{host}:{port}/metrics"
 
     def _rewrite_metrics_file(self) -> Path:
         path = self.out / METRICS_FILE

@@ -44,6 +44,7 @@ def check_reward_errors(results: Sequence[RewardResult], *, step: int, limit: fl
             f"them: fix the reward (checker packages and data, judge endpoint and key) or raise "
             f"spec.reward.maxErrorFraction. Checkpoints of earlier steps are kept.",
             exit_code=3,
+            reason="RewardErrors",
         )
     return n
 

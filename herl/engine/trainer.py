@@ -88,6 +88,7 @@ class LocalTrainer(RolloutMixin, UpdateMixin, CheckpointMixin, MetricsMixin):
         steps: int | None = None,
         resume: bool | None = None,
         metrics_port: int | None = None,
+        metrics_addr: str = "127.0.0.1",
         progress: bool = True,
         device: str | None = None,
         threads: int | None = None,
@@ -107,6 +108,7 @@ class LocalTrainer(RolloutMixin, UpdateMixin, CheckpointMixin, MetricsMixin):
             if metrics_port is None
             else (None if metrics_port < 0 else metrics_port)
         )
+        self.metrics_addr = metrics_addr
         self.progress = progress
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.threads = threads
