@@ -90,8 +90,12 @@ def rbac_rules_text() -> str:
     from herl_operator.rbac import RULES
 
     parts = [_RULES_HEADER.rstrip("\n")]
-    for key, cluster in (("clusterRules", True), ("namespacedRules", False)):
-        rules = [r for r in RULES if r.cluster_scoped is cluster]
+    for key, cluster, proxy in (
+        ("clusterRules", True, False),
+        ("namespacedRules", False, False),
+        ("progressViaApiserverRules", False, True),
+    ):
+        rules = [r for r in RULES if r.cluster_scoped is cluster and r.progress_via_apiserver is proxy]
         if not rules:
             parts.append(f"{key}: []")
             continue

@@ -28,6 +28,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="how KubeRay submits the trainer: a submitter pod (K8sJobMode) or a POST to the Ray dashboard "
         "(HTTPMode, no extra pod)",
     )
+    parser.add_argument(
+        "--progress-via",
+        choices=("direct", "apiserver"),
+        default="direct",
+        help="read trainers' /metrics via the head Service's DNS name (in-cluster) or the apiserver's "
+        "service proxy (an operator outside the cluster network; needs get on services/proxy)",
+    )
     parser.add_argument("--server", default=None, help="API server URL (tests/dev; insecure)")
     ours, kopf_args = parser.parse_known_args(list(argv if argv is not None else sys.argv[1:]))
 
@@ -41,6 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             progress_seconds=ours.progress_seconds,
             metrics_port=ours.metrics_port or None,
             submission_mode=ours.submission_mode,
+            progress_via=ours.progress_via,
         )
     )
     kopf_parser = argparse.ArgumentParser(prog="kopf-options")

@@ -335,8 +335,9 @@ def _worker_groups(job: HeRLJob, ctx: Context) -> list[JSON]:
 def build_rayjob(job: HeRLJob, ctx: Context) -> JSON:
     """The ray.io/v1 RayJob for ``job``: the head (the driver) + one GPU worker group (engine verl), or
     the head alone (engine local, which trains in the driver process)."""
-    if ctx.submission_mode not in SUBMISSION_MODES:
-        raise ValueError(f"submission mode {ctx.submission_mode!r}: allowed {', '.join(SUBMISSION_MODES)}")
+    mode = job.spec.run_policy_.submission_mode or ctx.submission_mode
+    if mode not in SUBMISSION_MODES:
+        raise ValueError(f"submission mode {mode!r}: allowed {', '.join(SUBMISSION_MODES)}")
     spec, res, rp = job.spec, job.spec.resources_, job.spec.run_policy_
     name = rayjob_name(job.metadata.name)
     meta = _metadata(job, ctx, name, "rayjob", queue_labels(job))
@@ -345,7 +346,7 @@ def build_rayjob(job: HeRLJob, ctx: Context) -> JSON:
         meta["annotations"] = {ANNOTATION_SUSPENDED_BY_US: "true"}
     rj_spec: JSON = {
         "entrypoint": ENTRYPOINT,
-        "submissionMode": ctx.submission_mode,
+        "submissionMode": mode,
         "shutdownAfterJobFinishes": True,
         "backoffLimit": rp.backoff_limit,
         "suspend": suspend,
@@ -368,7 +369,7 @@ def build_rayjob(job: HeRLJob, ctx: Context) -> JSON:
     }
     if rp.attempt_deadline_seconds:
         rj_spec["activeDeadlineSeconds"] = rp.attempt_deadline_seconds
-    if spec.resources_.service_account_name and ctx.submission_mode == "K8sJobMode":
+    if spec.resources_.service_account_name and mode == "K8sJobMode":
         rj_spec["submitterPodTemplate"] = {
             "metadata": {"labels": labels(job.metadata.name, "submitter")},
             "spec": {

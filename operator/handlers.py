@@ -13,7 +13,7 @@ import asyncio
 import functools
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import kopf
 from herl_operator import builders as b
@@ -36,6 +36,7 @@ class OperatorConfig:
     progress_seconds: float = 30.0
     metrics_port: int | None = 8080
     submission_mode: str = "K8sJobMode"
+    progress_via: Literal["direct", "apiserver"] = "direct"
     url_resolver: URLResolver = default_resolver
     client_concurrency: int = 32
     extra: dict[str, Any] = field(default_factory=dict)
@@ -103,7 +104,12 @@ def build_registry(config: OperatorConfig | None = None) -> tuple[kopf.OperatorR
             rt.reconciler = Reconciler(
                 rt.client,
                 metrics=rt.metrics,
-                puller=ProgressPuller(config.url_resolver, min_interval=config.progress_seconds),
+                puller=ProgressPuller(
+                    config.url_resolver,
+                    min_interval=config.progress_seconds,
+                    via=config.progress_via,
+                    client=rt.client,
+                ),
                 post_event=_post_event,
                 config=Config(resync_seconds=config.resync_seconds, submission_mode=config.submission_mode),
             )

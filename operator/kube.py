@@ -172,6 +172,7 @@ class KubeClient:
         body: JSON | None = None,
         content_type: str = "application/json",
         params: dict[str, str] | None = None,
+        raw: bool = False,
     ) -> JSON:
         self.calls[(verb, res.rbac_resource)] += 1
         data = json.dumps(body).encode() if body is not None else None
@@ -194,6 +195,8 @@ class KubeClient:
                 except (ValueError, AttributeError):
                     pass
                 raise ApiError(resp.status, str(reason), str(message))
+            if raw:
+                return {"text": text}
             try:
                 out = json.loads(text) if text else {}
             except ValueError:
@@ -202,10 +205,12 @@ class KubeClient:
 
     # ---- verbs (names = RBAC verbs) ------------------------------------------------------------
 
-    async def get(self, res: Resource, namespace: str, name: str) -> JSON | None:
-        """The object, or None when it does not exist."""
+    async def get(self, res: Resource, namespace: str, name: str, subpath: str | None = None) -> JSON | None:
+        """The object, or None when it does not exist. With ``subpath`` (a proxy subresource: the path
+        behind it) the body is returned unparsed as ``{"text": ...}``."""
+        path = res.path(namespace, name) + (f"/{subpath}" if subpath else "")
         try:
-            return await self._request("get", res, "GET", res.path(namespace, name))
+            return await self._request("get", res, "GET", path, raw=subpath is not None)
         except ApiError as exc:
             if exc.status == 404:
                 return None

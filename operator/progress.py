@@ -5,6 +5,10 @@ operator stays the only writer of status (nothing fights over fields); the load 
 :attr:`ProgressPuller.min_interval` per job however fast the trainer logs; and a dead trainer just
 leaves the last progress in place. The URL resolver is injectable so tests serve ``/metrics`` on
 127.0.0.1. Metric names come from herl/metrics/catalogue.py.
+
+Two ways to reach a trainer: ``direct`` (the head Service's cluster DNS name; an operator in the
+cluster) and ``apiserver`` (the apiserver's service proxy to the head Service's ``herl-metrics`` port,
+with the operator's own credentials; an operator outside the cluster network, like the e2e suite's).
 """
 
 from __future__ import annotations
@@ -13,12 +17,15 @@ import math
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from herl.metrics import catalogue as cat
+
+if TYPE_CHECKING:
+    from herl_operator.kube import KubeClient
 
 JSON = dict[str, Any]
 #: Not in the catalogue yet (reported to the lead): the step of the newest saved checkpoint.
@@ -80,9 +87,19 @@ class ProgressPuller:
     """Throttled, failure-tolerant scraping of one endpoint per running job."""
 
     def __init__(
-        self, resolver: URLResolver = default_resolver, *, min_interval: float = 30.0, timeout: float = 3.0
+        self,
+        resolver: URLResolver = default_resolver,
+        *,
+        min_interval: float = 30.0,
+        timeout: float = 3.0,
+        via: Literal["direct", "apiserver"] = "direct",
+        client: KubeClient | None = None,
     ) -> None:
+        if via == "apiserver" and client is None:
+            raise ValueError("progress via the apiserver needs the operator's KubeClient")
         self.resolver = resolver
+        self.via = via
+        self.client = client
         self.min_interval = min_interval
         self.timeout = aiohttp.ClientTimeout(total=timeout)
         self._last: dict[tuple[str, str], float] = {}
@@ -109,21 +126,11 @@ class ProgressPuller:
         key = (namespace, name)
         if not self.due(key):
             return None, None
-        url = self.resolver(namespace, name, rayjob, port)
-        if not url:
-            return None, None
-        self._last[key] = time.monotonic()
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self.timeout)
-        self.pulls += 1
-        try:
-            async with self._session.get(url) as resp:
-                if resp.status != 200:
-                    self.failures += 1
-                    return None, None
-                text = await resp.text()
-        except (TimeoutError, aiohttp.ClientError, OSError):
-            self.failures += 1
+        if self.via == "apiserver":
+            text = await self._via_apiserver(key, rayjob)
+        else:
+            text = await self._direct(key, self.resolver(namespace, name, rayjob, port))
+        if text is None:
             return None, None
         try:
             progress, ckpt = parse_metrics(text, name, namespace)
@@ -135,3 +142,39 @@ class ProgressPuller:
         progress.setdefault("step", 0)
         progress["updatedAt"] = now.strftime("%Y-%m-%dT%H:%M:%SZ")
         return progress, ckpt
+
+    async def _direct(self, key: tuple[str, str], url: str | None) -> str | None:
+        if not url:
+            return None
+        self._last[key] = time.monotonic()
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=self.timeout)
+        self.pulls += 1
+        try:
+            async with self._session.get(url) as resp:
+                if resp.status == 200:
+                    return await resp.text()
+        except (TimeoutError, aiohttp.ClientError, OSError):
+            pass
+        self.failures += 1
+        return None
+
+    async def _via_apiserver(self, key: tuple[str, str], rayjob: JSON) -> str | None:
+        from herl_operator.builders import METRICS_PORT_NAME
+        from herl_operator.kube import ApiError
+        from herl_operator.rbac import SERVICES_PROXY
+
+        cluster = (rayjob.get("status") or {}).get("rayClusterName")
+        if not cluster or self.client is None:
+            return None
+        self._last[key] = time.monotonic()
+        self.pulls += 1
+        service = f"{cluster}-head-svc:{METRICS_PORT_NAME}"
+        try:
+            out = await self.client.get(SERVICES_PROXY, key[0], service, "metrics")
+        except (ApiError, TimeoutError, aiohttp.ClientError, OSError):
+            out = None
+        if out is None:
+            self.failures += 1
+            return None
+        return str(out.get("text") or "")

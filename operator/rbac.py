@@ -69,6 +69,8 @@ WORKLOADS = Resource("kueue.x-k8s.io", "v1beta2", "workloads")
 WORKLOADS_V1BETA1 = Resource("kueue.x-k8s.io", "v1beta1", "workloads")
 CRDS = Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", namespaced=False)
 NAMESPACES = Resource("", "v1", "namespaces", namespaced=False)
+#: The apiserver's service proxy to a Ray head's herl-metrics port (--progress-via apiserver).
+SERVICES_PROXY = Resource("", "v1", "services", subresource="proxy")
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,9 @@ class Rule:
     verbs: tuple[str, ...]
     why: str
     cluster_scoped: bool = False
+    #: Granted only when the chart sets operator.progressVia=apiserver (off by default: it lets the
+    #: operator GET any Service through the apiserver, which in-cluster operators do not need).
+    progress_via_apiserver: bool = False
 
 
 RULES: tuple[Rule, ...] = (
@@ -132,6 +137,14 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule("", "events", ("create",), "kopf.info/kopf.warn post core/v1 Events for every transition"),
     Rule(
+        "",
+        "services/proxy",
+        ("get",),
+        "--progress-via apiserver: the trainer's /metrics read through the apiserver's service proxy "
+        "(an operator outside the cluster network); chart value operator.progressVia=apiserver",
+        progress_via_apiserver=True,
+    ),
+    Rule(
         "apiextensions.k8s.io",
         "customresourcedefinitions",
         ("list", "watch"),
@@ -148,15 +161,23 @@ RULES: tuple[Rule, ...] = (
 )
 
 
-def permissions() -> set[tuple[str, str, str]]:
+def permissions(*, progress_via_apiserver: bool = False) -> set[tuple[str, str, str]]:
     """The table flattened to (apiGroup, resource, verb) triples, for comparisons."""
-    return {(r.api_group, r.resource, v) for r in RULES for v in r.verbs}
+    return {
+        (r.api_group, r.resource, v)
+        for r in RULES
+        if progress_via_apiserver or not r.progress_via_apiserver
+        for v in r.verbs
+    }
 
 
-def as_policy_rules(*, include_cluster_scoped: bool = True) -> list[dict[str, list[str]]]:
+def as_policy_rules(
+    *, include_cluster_scoped: bool = True, progress_via_apiserver: bool = False
+) -> list[dict[str, list[str]]]:
     """The table as Kubernetes PolicyRule dicts (what a ClusterRole/Role template renders)."""
     return [
         {"apiGroups": [r.api_group], "resources": [r.resource], "verbs": list(r.verbs)}
         for r in RULES
-        if include_cluster_scoped or not r.cluster_scoped
+        if (include_cluster_scoped or not r.cluster_scoped)
+        and (progress_via_apiserver or not r.progress_via_apiserver)
     ]

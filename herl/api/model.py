@@ -522,6 +522,11 @@ class RunPolicySpec(_Model):
     backoff_limit: Annotated[int, Field(ge=0, le=100)] = 2
     """Retries after a failed attempt (each retry is a new Ray cluster that resumes). Default: 2."""
 
+    submission_mode: Literal["K8sJobMode", "HTTPMode"] | None = None
+    """How KubeRay submits the trainer to the Ray cluster: ``K8sJobMode`` (a submitter pod runs ``ray job
+    submit``) or ``HTTPMode`` (KubeRay posts the job to the Ray dashboard; no extra pod). Default: the
+    operator's setting (chart value operator.submissionMode, K8sJobMode)."""
+
     attempt_deadline_seconds: Annotated[int | None, Field(ge=1, le=31_536_000)] = None
     """Wall-clock limit of one attempt (RayJob activeDeadlineSeconds). Default: none."""
 
