@@ -37,6 +37,8 @@ ENV_CHECKPOINT_DIR = "HERL_CHECKPOINT_DIR"
 #: How long engine verl waits for the GPU workers' raylets to join the Ray cluster before it gives up.
 ENV_GPU_WAIT = "HERL_GPU_WAIT_SECONDS"
 DEFAULT_GPU_WAIT_SECONDS = 300.0
+#: Engine local's log in the checkpoint folder (every attempt appends).
+TRAIN_LOG = "train.log"
 
 
 def load_job(path: str | Path) -> object:
@@ -62,20 +64,28 @@ def run_local(job: Any, env: dict[str, str] | None = None) -> int:
     from herl.metrics.publisher import ENV_ADDR
 
     env = dict(os.environ) if env is None else env
-    out = env.get(ENV_CHECKPOINT_DIR) or str(Path(tempfile.gettempdir()) / "herl" / job.metadata.name)
-    trainer = LocalTrainer(
-        job,
-        out,
-        metrics_addr=env.get(ENV_ADDR, "0.0.0.0"),
-        progress=False,  # one line per step: the Ray job log is a file, not a terminal
-        echo=lambda line: print(line, flush=True),
-    )
-    summary = trainer.run()
-    print(
-        f"herl.train: engine local {'interrupted at' if summary.interrupted else 'finished at'} step "
-        f"{summary.last_step}/{trainer.total_steps}; checkpoints in {out}",
-        flush=True,
-    )
+    out = Path(env.get(ENV_CHECKPOINT_DIR) or Path(tempfile.gettempdir()) / "herl" / job.metadata.name)
+    out.mkdir(parents=True, exist_ok=True)
+    # The log also goes beside the checkpoints (TRAIN_LOG), appended by every attempt: the Ray job's own
+    # log dies with its cluster, this one keeps each attempt's resume point and steps.
+    with open(out / TRAIN_LOG, "a", encoding="utf-8") as log:
+
+        def echo(line: str) -> None:
+            print(line, flush=True)
+            log.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {line}\n")
+            log.flush()
+
+        echo(f"herl.train: engine local, attempt started on {env.get('HOSTNAME', 'this host')}")
+        trainer = LocalTrainer(
+            job,
+            out,
+            metrics_addr=env.get(ENV_ADDR, "0.0.0.0"),
+            progress=False,  # one line per step: the Ray job log is a file, not a terminal
+            echo=echo,
+        )
+        summary = trainer.run()
+        state = "interrupted at" if summary.interrupted else "finished at"
+        echo(f"herl.train: engine local {state} step {summary.last_step}/{trainer.total_steps} in {out}")
     return 130 if summary.interrupted else 0
 
 

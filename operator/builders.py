@@ -284,17 +284,23 @@ def _pod_template(job: HeRLJob, ctx: Context, *, head: bool) -> JSON:
     pod: JSON = {"containers": [container], "volumes": vols}
     if res.service_account_name:
         pod["serviceAccountName"] = res.service_account_name
+    selector: dict[str, str] = {}
+    tolerations = []
+    if head and res.head:
+        selector.update(res.head.node_selector or {})
+        tolerations += res.head.tolerations or []
     # The GPU placement goes where the GPUs are: the workers, or a local-engine head with GPUs.
     if not head or head_gpus:
-        selector = dict(res.node_selector or {})
+        selector.update(res.node_selector or {})
         if res.gpu_type:
             selector[res.gpu_type_label] = res.gpu_type
-        if selector:
-            pod["nodeSelector"] = selector
-        if res.tolerations:
-            pod["tolerations"] = [t.model_dump(by_alias=True, exclude_none=True) for t in res.tolerations]
+        tolerations += res.tolerations or []
         if res.affinity:
             pod["affinity"] = res.affinity
+    if selector:
+        pod["nodeSelector"] = selector
+    if tolerations:
+        pod["tolerations"] = [t.model_dump(by_alias=True, exclude_none=True) for t in tolerations]
     component = "ray-head" if head else "ray-worker"
     return {"metadata": {"labels": labels(job.metadata.name, component)}, "spec": pod}
 

@@ -405,7 +405,7 @@ class Toleration(_Model):
 
 
 class HeadSpec(_Model):
-    """The Ray head pod (runs the driver; no GPUs)."""
+    """The Ray head pod (runs the driver; no GPUs unless engine local asks for one)."""
 
     cpu: Annotated[str, Field(pattern=QUANTITY, max_length=32)] = "4"
     """Default: 4."""
@@ -416,6 +416,14 @@ class HeadSpec(_Model):
     gpus: Annotated[int, Field(ge=0, le=8)] = 0
     """GPUs (nvidia.com/gpu) on the head, only with engine ``local`` (a one-GPU run: the trainer runs on
     the head, placed by gpuType, nodeSelector and tolerations). Default: 0."""
+
+    node_selector: Annotated[dict[str, Annotated[str, Field(max_length=63)]] | None, Field(max_length=32)] = (
+        None
+    )
+    """Node labels the head must match (e.g. a CPU pool for Ray heads). Default: none."""
+
+    tolerations: Annotated[list[Toleration] | None, Field(max_length=32)] = None
+    """Tolerations of the head pod (e.g. for a tainted head pool). Default: none."""
 
 
 class ResourcesSpec(_Model):

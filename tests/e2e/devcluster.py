@@ -46,6 +46,7 @@ ROOT = Path(__file__).resolve().parents[2]
 KUBERNETES_VERSION = "v1.36.3"
 GPU_NODES = ("gpu-0", "gpu-1")
 CPU_NODES = ("cpu-0",)
+TEST_KUBELET_NODE = "head-0"
 SERVICE_CIDR = "10.96.0.0/24"
 
 
@@ -369,6 +370,28 @@ class DevCluster:
 
         self.wait("kwok nodes Ready", nodes_ready, 60, log="kwok")
 
+    def start_test_kubelet(self) -> None:
+        """The node whose pods really run (tests/e2e/testkubelet.py); needs root for namespaces."""
+        venv_bin = Path(sys.executable).parent
+        self.spawn(
+            "test-kubelet",
+            [
+                sys.executable,
+                str(Path(__file__).resolve().parent / "testkubelet.py"),
+                f"--kubeconfig={self.kubeconfig}",
+                f"--node={TEST_KUBELET_NODE}",
+                f"--state={self.folder / 'test-kubelet'}",
+                f"--path={venv_bin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            ],
+        )
+
+        def node_ready() -> bool:
+            _, node = self.get_json(f"/api/v1/nodes/{TEST_KUBELET_NODE}")
+            conds = (node.get("status") or {}).get("conditions") or []
+            return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
+
+        self.wait(f"test kubelet node {TEST_KUBELET_NODE} Ready", node_ready, 60, log="test-kubelet")
+
     def start_kuberay(self) -> None:
         p = self.state["ports"]
         self.spawn(
@@ -525,6 +548,7 @@ class DevCluster:
             ("kube-controller-manager", self.start_controller_manager),
             ("kube-scheduler", self.start_scheduler),
             ("kwok", self.start_kwok),
+            ("test kubelet", self.start_test_kubelet),
             ("KubeRay operator", self.start_kuberay),
             *((("Kueue", self.start_kueue),) if self.with_kueue else ()),
         ]

@@ -139,6 +139,8 @@ class OperatorProcess:
                     f"--metrics-port={self.metrics_port}",
                     "--resync-seconds=2",
                     "--progress-seconds=2",
+                    # Outside the cluster network: trainers' /metrics through the apiserver's proxy.
+                    "--progress-via=apiserver",
                     "--log-format=plain",
                     f"--liveness=http://127.0.0.1:{self.health_port}/healthz",
                     *extra,
@@ -233,6 +235,8 @@ def install_release(cluster: DevCluster, kube: Kube) -> str:
         "-n",
         OPERATOR_NAMESPACE,
         "--create-namespace",
+        "--set",
+        "operator.progressVia=apiserver",
         "--wait",
         "--timeout",
         "120s",
