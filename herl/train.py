@@ -37,6 +37,9 @@ ENV_CHECKPOINT_DIR = "HERL_CHECKPOINT_DIR"
 #: How long engine verl waits for the GPU workers' raylets to join the Ray cluster before it gives up.
 ENV_GPU_WAIT = "HERL_GPU_WAIT_SECONDS"
 DEFAULT_GPU_WAIT_SECONDS = 300.0
+#: How long a finished trainer waits for the operator to read its final metrics.
+ENV_FINAL_READ = "HERL_FINAL_METRICS_READ_SECONDS"
+DEFAULT_FINAL_READ_SECONDS = 90.0
 #: Engine local's log in the checkpoint folder (every attempt appends).
 TRAIN_LOG = "train.log"
 
@@ -56,6 +59,12 @@ def build_argv(job: object, env: dict[str, str] | None = None) -> list[str]:
     ckdir = env.get(ENV_CHECKPOINT_DIR) or None
     overrides = job_to_verl_overrides(job, checkpoint_dir=ckdir)  # type: ignore[arg-type]
     return [sys.executable, "-m", "herl.verl_plugin.launch", *overrides]
+
+
+def final_read_timeout(env: dict[str, str] | None = None) -> float:
+    """Seconds a finished trainer waits for the operator's last read of its metrics (both engines)."""
+    env = dict(os.environ) if env is None else env
+    return float(env.get(ENV_FINAL_READ) or DEFAULT_FINAL_READ_SECONDS)
 
 
 def run_local(job: Any, env: dict[str, str] | None = None) -> int:
@@ -84,6 +93,12 @@ def run_local(job: Any, env: dict[str, str] | None = None) -> int:
             echo=echo,
         )
         summary = trainer.run()
+        if trainer.publisher is not None:
+            # KubeRay deletes the cluster as soon as this process ends: stay until the operator has
+            # read the final step into status (bounded; see herl.metrics.endpoint).
+            wait = final_read_timeout(env)
+            if not trainer.publisher.wait_final_read(wait):
+                echo(f"herl.train: the operator did not read the final metrics within {wait:g} s")
         state = "interrupted at" if summary.interrupted else "finished at"
         echo(f"herl.train: engine local {state} step {summary.last_step}/{trainer.total_steps} in {out}")
     return 130 if summary.interrupted else 0

@@ -25,7 +25,13 @@ from typing import Any, Protocol
 import aiohttp
 from herl_operator.rbac import Resource
 
+from herl import __version__
+from herl.metrics.endpoint import OPERATOR_AGENT
+
 JSON = dict[str, Any]
+
+
+USER_AGENT = f"{OPERATOR_AGENT}/{__version__}"
 
 
 class ApiError(Exception):
@@ -97,7 +103,9 @@ class KubeClient:
         max_concurrency: int = 32,
     ) -> None:
         self.server = server.rstrip("/")
-        self._headers = {"Accept": "application/json", **(headers or {})}
+        # The User-Agent also marks our progress reads through the apiserver's service proxy, so a trainer
+        # can tell that the operator has read its final step (herl.metrics.endpoint).
+        self._headers = {"Accept": "application/json", "User-Agent": USER_AGENT, **(headers or {})}
         self._ssl = ssl_ctx
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None

@@ -148,7 +148,9 @@ class ProgressPuller:
             return None
         self._last[key] = time.monotonic()
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self.timeout)
+            from herl_operator.kube import USER_AGENT
+
+            self._session = aiohttp.ClientSession(timeout=self.timeout, headers={"User-Agent": USER_AGENT})
         self.pulls += 1
         try:
             async with self._session.get(url) as resp:

@@ -350,7 +350,7 @@ class Reconciler:
         )
         old = prev.get("lastCheckpoint") or {}
         when = old.get("time") if old.get("step") == step else iso(now)
-        return {"step": step, "path": f"{root}/global_step_{step}", "time": when}
+        return {"step": step, "path": f"{root}/{job.spec.checkpoint_relpath(step)}", "time": when}
 
     async def _ensure_children(
         self, job: HeRLJob, ctx: b.Context, body: JSON

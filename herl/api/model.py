@@ -714,6 +714,11 @@ class HeRLJobSpec(_Model):
         """The image the Ray pods run: spec.resources.image, else the engine's default."""
         return self.resources_.image or TRAINER_IMAGES[self.engine]
 
+    def checkpoint_relpath(self, step: int) -> str:
+        """Where the engine saves step ``step`` inside the checkpoint folder: veRL's ``global_step_N``, or
+        the local engine's ``checkpoints/step_N`` (herl.engine.checkpoint; a test keeps them equal)."""
+        return f"checkpoints/step_{step}" if self.engine == "local" else f"global_step_{step}"
+
     @property
     def gpu_count(self) -> int:
         """GPUs one attempt holds: the worker pods' (engine verl) or the head's (engine local)."""

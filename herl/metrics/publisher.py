@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
 from herl.metrics import keys
 from herl.metrics.catalogue import JOB_LABELS, Engine, create_collectors
@@ -82,7 +82,7 @@ class StepMetricsPublisher:
         self._last_step: int | None = None
         self._best: float | None = None
         self._server: Any = None
-        self._thread: threading.Thread | None = None
+        self._last_publish = 0.0  # time.monotonic() of the newest publish()
         self.port: int | None = None
         #: Keys seen that no rule exports (bounded), to spot a renamed key quickly.
         self.unmapped: set[str] = set()
@@ -119,6 +119,7 @@ class StepMetricsPublisher:
         """Apply one step dict. Unknown keys and non-numeric values are skipped, never raised:
         metrics must not be able to stop a training run."""
         with self._lock:
+            self._last_publish = time.monotonic()
             try:
                 self._publish(metrics, step)
             except Exception:  # pragma: no cover - defensive: a metrics bug must not kill training
@@ -166,17 +167,24 @@ class StepMetricsPublisher:
         if self._server is not None:
             assert self.port is not None
             return self.port
-        server, thread = start_http_server(port, addr=addr, registry=self.registry)
-        self._server, self._thread = server, thread
-        self.port = int(server.server_port)
+        from herl.metrics.endpoint import MetricsEndpoint
+
+        self._server = MetricsEndpoint(self.registry, port, addr)
+        self.port = self._server.port
         log.info("herl metrics: serving /metrics on %s:%d", addr, self.port)
         return self.port
+
+    def wait_final_read(self, timeout: float) -> bool:
+        """Block until the operator has read ``/metrics`` after the last publish (so status shows the
+        final step), at most ``timeout`` seconds; True if it did. False at once when not serving."""
+        if self._server is None:
+            return False
+        return self._server.wait_read_by_operator(self._last_publish, timeout)
 
     def close(self) -> None:
         """Stop the HTTP endpoint (tests; the trainer just exits)."""
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.close()
             self._server = None
             self.port = None
 

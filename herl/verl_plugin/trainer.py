@@ -146,6 +146,14 @@ class HeRLTrainerSync(PPOTrainerSync):
             except Exception:  # metrics must never stop training
                 log.warning("herl: Prometheus publisher not started", exc_info=True)
 
+    def on_train_end(self) -> None:
+        super().on_train_end()
+        if getattr(self, "_publisher", None) is not None:
+            # KubeRay deletes the cluster when the job ends: stay until the operator read the final step.
+            from herl.train import final_read_timeout
+
+            self._publisher.wait_final_read(final_read_timeout())
+
     def _compute_metrics(
         self, batch: Any, metrics: dict, timing_raw: dict, global_steps: int, epoch: int
     ) -> Any:

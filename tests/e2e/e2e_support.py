@@ -48,6 +48,27 @@ class Kube:
     ) -> subprocess.CompletedProcess[str]:
         return self.dc.kubectl(*args, input=input, check=check)
 
+    def wait(self, resource: str, namespace: str, condition: str, timeout: float) -> None:
+        """``kubectl wait --for=condition=…`` (the real client-side wait a user runs), failing the test
+        with the object's status when it does not come."""
+        proc = self.dc.kubectl(
+            "wait",
+            f"--for=condition={condition}",
+            resource,
+            "-n",
+            namespace,
+            f"--timeout={int(timeout)}s",
+            check=False,
+            timeout=timeout + 30,
+        )
+        if proc.returncode != 0:
+            kind, _, name = resource.partition("/")
+            status = json.dumps((self.get(kind, name, namespace=namespace) or {}).get("status"), indent=1)
+            pytest.fail(
+                f"kubectl wait {condition} {resource}: {proc.stderr.strip()}\nstatus: {status[:4000]}",
+                pytrace=False,
+            )
+
     def apply(self, doc: JSON | list[JSON], *extra: str) -> subprocess.CompletedProcess[str]:
         docs = doc if isinstance(doc, list) else [doc]
         return self.run("apply", *extra, "-f", "-", input=yaml.safe_dump_all(docs))

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -50,8 +51,6 @@ from testkubelet_volumes import PodSetupError, container_mounts, materialise, re
 JSON = dict[str, Any]
 NODE_LABEL = "herl.dev/node-agent"
 NODE_TAINT = {"key": "herl.dev/test-kubelet", "value": "true", "effect": "NoSchedule"}
-POD_SUBNET = "10.213"
-NETNS_PREFIX = "herl-tk-"
 HEARTBEAT_SECONDS = 10.0
 POD_SCRIPT = Path(__file__).resolve().parent / "testkubelet_pod.py"
 
@@ -67,32 +66,56 @@ def run(*argv: str) -> None:
 # ---- network namespaces ----------------------------------------------------------------------------
 
 
-def netns_up(index: int) -> tuple[str, str]:
-    """A netns with one veth pair: (netns name, pod IP). Host side 10.213.<index>.1/24."""
-    ns, host, peer = f"{NETNS_PREFIX}{index}", f"tkh{index}", f"tkp{index}"
-    netns_down(index)
+@dataclass(frozen=True)
+class Net:
+    """This agent's share of pod networking: one /16 and names of its own, so two control planes on the
+    machine (two worktrees, two suites) never touch each other's namespaces, links or routes."""
+
+    site: int  # 0..49, from the state folder
+
+    @property
+    def subnet(self) -> str:
+        return f"10.{200 + self.site}"
+
+    @property
+    def host_ip(self) -> str:
+        return f"{self.subnet}.0.1"
+
+    def netns(self, index: int) -> str:
+        return f"herl-tk{self.site}-{index}"
+
+    def link(self, index: int, side: str) -> str:
+        return f"tk{self.site}{side}{index}"  # ≤ 15 characters
+
+
+def netns_up(net: Net, index: int) -> tuple[str, str]:
+    """A netns with one veth pair: (netns name, pod IP). Host side <subnet>.<index>.1/24."""
+    ns, host, peer = net.netns(index), net.link(index, "h"), net.link(index, "p")
+    subnet = net.subnet
+    netns_down(net, index)
     run("ip", "netns", "add", ns)
     run("ip", "link", "add", host, "type", "veth", "peer", "name", peer)
     run("ip", "link", "set", peer, "netns", ns)
-    run("ip", "addr", "add", f"{POD_SUBNET}.{index}.1/24", "dev", host)
+    run("ip", "addr", "add", f"{subnet}.{index}.1/24", "dev", host)
     run("ip", "link", "set", host, "up")
     inside = ("ip", "netns", "exec", ns, "ip")
     run(*inside, "link", "set", peer, "name", "eth0")
-    run(*inside, "addr", "add", f"{POD_SUBNET}.{index}.2/24", "dev", "eth0")
+    run(*inside, "addr", "add", f"{subnet}.{index}.2/24", "dev", "eth0")
     run(*inside, "link", "set", "eth0", "up")
     run(*inside, "link", "set", "lo", "up")
-    run(*inside, "route", "add", "default", "via", f"{POD_SUBNET}.{index}.1")
-    return ns, f"{POD_SUBNET}.{index}.2"
+    run(*inside, "route", "add", "default", "via", f"{subnet}.{index}.1")
+    return ns, f"{subnet}.{index}.2"
 
 
-def netns_down(index: int) -> None:
-    subprocess.run(["ip", "link", "del", f"tkh{index}"], capture_output=True)
-    subprocess.run(["ip", "netns", "del", f"{NETNS_PREFIX}{index}"], capture_output=True)
+def netns_down(net: Net, index: int) -> None:
+    subprocess.run(["ip", "link", "del", net.link(index, "h")], capture_output=True)
+    subprocess.run(["ip", "netns", "del", net.netns(index)], capture_output=True)
 
 
-def leftover_netns() -> list[int]:
+def leftover_netns(net: Net) -> list[int]:
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    return [int(w[len(NETNS_PREFIX) :]) for w in out.split() if w.startswith(NETNS_PREFIX)]
+    prefix = net.netns(0)[:-1]
+    return [int(w[len(prefix) :]) for w in out.split() if w.startswith(prefix)]
 
 
 # ---- one pod ---------------------------------------------------------------------------------------
@@ -137,6 +160,7 @@ class TestKubelet:
         self.leases = client.CoordinationV1Api(api)
         self.api = api
         self.node, self.state, self.lower, self.base_env = node, state, lower, base_env
+        self.net = Net(int(hashlib.sha256(str(state.resolve()).encode()).hexdigest(), 16) % 50)
         self.pods: dict[str, PodRuntime] = {}
         self.next_heartbeat = 0.0
         self.stopping = False
@@ -182,7 +206,7 @@ class TestKubelet:
                 }
             ],
             "addresses": [
-                {"type": "InternalIP", "address": f"{POD_SUBNET}.0.1"},
+                {"type": "InternalIP", "address": self.net.host_ip},
                 {"type": "Hostname", "address": self.node},
             ],
             "nodeInfo": {
@@ -232,11 +256,11 @@ class TestKubelet:
         folder = self.state / "pods" / f"{meta['namespace']}_{meta['name']}_{meta['uid'][:8]}"
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
-        netns, ip = netns_up(index)
+        netns, ip = netns_up(self.net, index)
         rt = PodRuntime(meta["uid"], meta["namespace"], meta["name"], index, netns, ip, folder)
         self.pods[rt.uid] = rt
         pod.setdefault("status", {})["podIP"] = ip
-        pod["status"]["hostIP"] = f"{POD_SUBNET}.0.1"
+        pod["status"]["hostIP"] = self.net.host_ip
         try:
             if pod["spec"].get("initContainers"):
                 raise PodSetupError("init containers are not supported by the test kubelet")
@@ -388,7 +412,7 @@ class TestKubelet:
             if c.proc.poll() is None:
                 c.proc.kill()  # unshare --kill-child: its PID 1 dies, and the PID namespace with it
                 c.proc.wait(10)
-        netns_down(rt.index)
+        netns_down(self.net, rt.index)
         self.pods.pop(rt.uid, None)
 
     # ---- status ------------------------------------------------------------------------------------
@@ -401,7 +425,7 @@ class TestKubelet:
                 "reason": "CreateContainerConfigError",
                 "message": rt.error[:1000],
                 "podIP": rt.ip,
-                "hostIP": f"{POD_SUBNET}.0.1",
+                "hostIP": self.net.host_ip,
             }
         statuses, all_ready, all_done, any_failed = [], True, True, False
         policy = pod["spec"].get("restartPolicy", "Always")
@@ -438,8 +462,8 @@ class TestKubelet:
             "phase": phase,
             "podIP": rt.ip,
             "podIPs": [{"ip": rt.ip}],
-            "hostIP": f"{POD_SUBNET}.0.1",
-            "hostIPs": [{"ip": f"{POD_SUBNET}.0.1"}],
+            "hostIP": self.net.host_ip,
+            "hostIPs": [{"ip": self.net.host_ip}],
             "startTime": t,
             "conditions": conds,
             "containerStatuses": statuses,
@@ -497,8 +521,8 @@ class TestKubelet:
         self.stopping = True
 
     def serve(self) -> None:
-        for index in leftover_netns():
-            netns_down(index)
+        for index in leftover_netns(self.net):
+            netns_down(self.net, index)
         self.register()
         signal.signal(signal.SIGTERM, self.shutdown)
         signal.signal(signal.SIGINT, self.shutdown)
