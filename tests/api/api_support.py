@@ -78,6 +78,18 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         "spec.checkpoints",
     ),
     ("checkpoint-uri-scheme", {"spec.checkpoints": {"uri": "http://b/p"}}, "spec.checkpoints.uri"),
+    ("engine-unknown", {"spec.engine": "trl"}, "spec.engine"),
+    (
+        "local-engine-with-several-workers",
+        {"spec.engine": "local", "spec.resources": {"workers": 2}},
+        "spec.resources.workers",
+    ),
+    ("head-gpus-with-verl", {"spec.resources": {"head": {"gpus": 1}}}, "spec.resources.head.gpus"),
+    (
+        "submission-mode-unknown",
+        {"spec.runPolicy": {"submissionMode": "Job"}},
+        "spec.runPolicy.submissionMode",
+    ),
     (
         "budget-below-attempt",
         {"spec.runPolicy": {"totalBudgetSeconds": 60, "attemptDeadlineSeconds": 600}},

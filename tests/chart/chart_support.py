@@ -22,6 +22,13 @@ MATRIX: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
     "namespaced": ({"watchNamespaces": ["team-a", "team-b"]}, (chart.KUBERAY_API,)),
     "monitors-on": ({"monitoring": MONITORS_ON}, ALL_APIS),
     "namespaced-monitors-on": ({"watchNamespaces": ["team-a"], "monitoring": MONITORS_ON}, ALL_APIS),
+    "progress-via-apiserver": (
+        {
+            "watchNamespaces": ["team-a"],
+            "operator": {"progressVia": "apiserver", "submissionMode": "HTTPMode"},
+        },
+        (chart.KUBERAY_API,),
+    ),
     "all-off": (
         {"rbac": {"create": False, "userRoles": False}, "serviceAccount": {"create": False, "name": "ops"}},
         (chart.KUBERAY_API,),

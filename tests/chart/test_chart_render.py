@@ -211,6 +211,20 @@ def test_watch_scope_args(renders) -> None:
     assert [a for a in args if a.startswith("--namespace")] == ["--namespace=team-a", "--namespace=team-b"]
 
 
+def test_submission_mode_and_progress_via_reach_the_operator_and_its_rbac(renders) -> None:
+    assert {"--submission-mode=K8sJobMode", "--progress-via=direct"} <= set(_args(renders["defaults"]))
+    docs = renders["progress-via-apiserver"]
+    assert {"--submission-mode=HTTPMode", "--progress-via=apiserver"} <= set(_args(docs))
+    proxy = ("", "services/proxy", "get")
+    assert proxy not in _triples(_operator_roles(renders["defaults"])[0]["rules"])
+    roles = {r["kind"]: r for r in _operator_roles(docs)}
+    # Granted only in the watched namespaces, and only with progressVia=apiserver.
+    assert proxy in _triples(roles["Role"]["rules"]) and proxy not in _triples(roles["ClusterRole"]["rules"])
+    assert _triples(roles["Role"]["rules"]) | _triples(roles["ClusterRole"]["rules"]) == rbac.permissions(
+        progress_via_apiserver=True
+    )
+
+
 def test_probes_and_ports_agree_with_args(renders) -> None:
     docs = renders["defaults"]
     container = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
