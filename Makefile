@@ -18,8 +18,9 @@ demo: setup
 	$(HERL) train manifests/samples/local-smollm2.yaml --out runs/demo
 
 # The README's test command: lint, formatting, generated files in sync, the whole suite (tests/e2e runs
-# on a real control plane built from Go modules: the first build takes ~20 min on 2 cores, then cached).
-test: setup cluster-build
+# on a real control plane built from Go modules: the first build takes ~20 min on 2 cores, then cached;
+# tests/images runs the images `make images` builds: cold ~N min, then cached layers).
+test: setup cluster-build images
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(HERL) generate --check
