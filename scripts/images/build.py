@@ -229,6 +229,7 @@ def build(eng: str, image: images.Image, build_args: dict[str, str]) -> dict[str
     archive = image.archive_path(REPO)
     partial = archive.with_name(archive.name + ".partial")
     partial.unlink(missing_ok=True)
+    previous = stored_image_id(eng, image.ref) if image_exists(eng, image.ref) else None
     if eng == "docker":
         run(["docker", "build", "-f", image.dockerfile, "-t", image.ref, *args, "."])
         source = f"docker-daemon:{image.ref}"
@@ -262,6 +263,10 @@ def build(eng: str, image: images.Image, build_args: dict[str, str]) -> dict[str
         run(["skopeo", "copy", "--quiet", source, f"oci-archive:{partial}:{image.ref}"])
         partial.rename(archive)
         id_file.write_text(image_id + "\n")
+    if previous and previous != image_id:
+        # The image this tag named before is now dangling: several GB for the trainer on every rebuild.
+        # Layers it shares with the new image or the layer cache stay; removal fails harmlessly if in use.
+        succeeds([eng, "rmi", previous])
     return {
         "image": image.ref,
         "archive": str(archive.relative_to(REPO)),
