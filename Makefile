@@ -18,8 +18,9 @@ demo: setup
 	$(HERL) train manifests/samples/local-smollm2.yaml --out runs/demo
 
 # The README's test command: lint, formatting, generated files in sync, the whole suite (tests/e2e runs
-# on a real control plane built from Go modules: the first build takes ~20 min on 2 cores, then cached).
-test: setup cluster-build
+# on a real control plane built from Go modules: the first build takes ~20 min on 2 cores, then cached;
+# tests/images runs the images `make images` builds: cold ~N min, then cached layers).
+test: setup cluster-build images
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(HERL) generate --check
@@ -46,12 +47,13 @@ lint: setup
 generate: setup
 	$(HERL) generate
 
-# Images cannot be built on our CI machines (no Docker engine); this target is for people with Docker.
-IMAGE_REPO ?= ghcr.io/herl-dev
-VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
-images:
-	docker build -f images/operator/Dockerfile -t $(IMAGE_REPO)/herl-operator:$(VERSION) .
-	docker build -f images/trainer/Dockerfile -t $(IMAGE_REPO)/herl-trainer:$(VERSION) .
+# The operator and CPU trainer images as OCI archives in dist/images/ (names: herl/images.py). Docker
+# builds them where an engine answers; elsewhere buildah does, daemonless, from a Debian base made by
+# debootstrap when no registry answers (cached under ~/.cache/herl/images). The GPU trainer image needs
+# its veRL base from a registry: `$(PY) scripts/images/build.py --image herl-trainer` (docs/install.md).
+images: setup
+	@bash scripts/images/install-tools.sh
+	$(PY) scripts/images/build.py
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

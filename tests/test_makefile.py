@@ -28,8 +28,14 @@ def _recipe(target: str) -> list[str]:
     setup = ["bash scripts/setup.sh"]  # every target depends on `setup`, which prints this first
     lines = [ln.strip() for ln in res.stdout.splitlines() if ln.strip()]
     assert lines[: len(setup)] == setup, lines
-    # `test` also depends on `cluster-build` (the real control plane's binaries, cached).
-    return [ln for ln in lines[len(setup) :] if ln != "bash scripts/cluster/build.sh >/dev/null"]
+    # `test` also depends on `cluster-build` (the real control plane's binaries, cached) and on `images`
+    # (the images tests/images runs; their tools first, a missing one fails).
+    prerequisites = {
+        "bash scripts/cluster/build.sh >/dev/null",
+        "bash scripts/images/install-tools.sh",
+        ".venv/bin/python scripts/images/build.py",
+    }
+    return [ln for ln in lines[len(setup) :] if ln not in prerequisites]
 
 
 def test_lint_fails_on_findings() -> None:
@@ -47,6 +53,24 @@ def test_make_test_checks_formatting_after_lint() -> None:
         ".venv/bin/python scripts/cluster/gen_tools_mod.py --check",
         ".venv/bin/pytest -q",
     ]
+
+
+def test_make_test_builds_the_images_it_runs() -> None:
+    """tests/images/test_built_images.py runs dist/images/*.oci.tar: `make test` builds them first."""
+    res = subprocess.run(
+        ["make", "--no-print-directory", "-n", "-f", str(MAKEFILE), "test"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 0, res.stderr
+    lines = [ln.strip() for ln in res.stdout.splitlines()]
+    tools, build = (
+        lines.index("bash scripts/images/install-tools.sh"),
+        lines.index(".venv/bin/python scripts/images/build.py"),
+    )
+    assert tools < build < lines.index(".venv/bin/pytest -q")
 
 
 def test_no_check_is_neutralised() -> None:

@@ -1,7 +1,8 @@
 """The container images' Dockerfiles: hadolint, and what they install exists and is the right thing.
 
-No Docker engine here, so the images are not built; these checks pin what a build would do to the
-repository (extras, modules, entry points, assets, users, ports) so a rename breaks CI, not a cluster.
+These checks pin what a build does to the repository (extras, modules, entry points, assets, users,
+ports) so a rename breaks CI, not a cluster. The operator and CPU trainer images are also built and run
+(test_built_images.py); the GPU trainer's base cannot be pulled here, so it is only checked statically.
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from herl import assets, chart
+from herl import assets, chart, images
 
 REPO = chart.REPO
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 EXTRAS = set(PYPROJECT["project"]["optional-dependencies"])
 HADOLINT = Path(sys.executable).parent / "hadolint"
-IMAGES = {name: REPO / "images" / name / "Dockerfile" for name in ("operator", "trainer")}
+IMAGES = {name: REPO / "images" / name / "Dockerfile" for name in ("operator", "trainer", "trainer-cpu")}
 
 
 def instructions(path: Path) -> list[tuple[str, str]]:
@@ -179,5 +180,49 @@ def test_copied_sources_exist(name: str) -> None:
             continue
         for src in args.split()[:-1]:
             assert (REPO / src).exists(), f"{name}: COPY {src} missing"
-    makefile = (REPO / "Makefile").read_text()
-    assert f"-f images/{name}/Dockerfile" in makefile
+    # `make images` builds from herl/images.py's Dockerfile paths: this one is among them.
+    assert f"images/{name}/Dockerfile" in {i.dockerfile for i in images.ALL}
+
+
+def test_trainer_cpu_image_installs_local_only_and_its_assets() -> None:
+    path = IMAGES["trainer-cpu"]
+    assert installed_extras(path) == {"local"}
+    local = PYPROJECT["project"]["optional-dependencies"]["local"]
+    assert not [d for d in local if d.startswith(("verl", "vllm", "flash"))], local
+    # herl[train] is herl[local] plus veRL: the CPU image runs the same local engine as the GPU one.
+    assert set(PYPROJECT["project"]["optional-dependencies"]["train"]) == {
+        "herl[local]",
+        "verl[verl-core]==0.9.1",
+    }
+    run = " && ".join(a for k, a in instructions(path) if k == "RUN")
+    fetch = re.search(r"python -m herl\.assets fetch ([a-z0-9 -]+?)\s*&&", run)
+    assert fetch and set(fetch.group(1).split()) == {"nltk", "eval-data"}
+    assert "checkers.warm_up()" in run
+    # torch comes from the index the build names (PyTorch's CPU index by default), pinned twice.
+    assert '--index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"' in run
+    assert '[local]" "torch==${TORCH_VERSION}"' in run
+    args = [a for k, a in instructions(path) if k == "ARG"]
+    assert "TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu" in args
+
+
+def test_trainer_cpu_env_points_at_the_baked_assets(monkeypatch) -> None:
+    final = final_stage(IMAGES["trainer-cpu"])
+    env = dict(item.partition("=")[::2] for k, a in final if k == "ENV" for item in shlex.split(a))
+    monkeypatch.setenv("HERL_CACHE", env["HERL_CACHE"])
+    assert Path(env["NLTK_DATA"]) == assets.cache_root() / "nltk_data"
+    assert env["PATH"].startswith("/opt/venv/bin:")
+    # The GPU trainer's user, so one pod securityContext fits both trainer images.
+    assert [a for k, a in final if k == "USER"] == [
+        a for k, a in final_stage(IMAGES["trainer"]) if k == "USER"
+    ]
+
+
+@pytest.mark.parametrize("name", ["operator", "trainer-cpu"])
+def test_build_stage_keeps_operator_folder_off_sys_path(name: str) -> None:
+    """The build stage's WORKDIR holds operator/: without PYTHONSAFEPATH, `python -m venv` run there
+    imports it as the standard library's `operator` and fails (found by the first real build)."""
+    ins = instructions(IMAGES[name])
+    first_from = next(i for i, (k, _) in enumerate(ins) if k == "FROM")
+    workdir = next(i for i, (k, _) in enumerate(ins) if k == "WORKDIR" and i > first_from)
+    env_before = " ".join(a for k, a in ins[first_from:workdir] if k == "ENV")
+    assert "PYTHONSAFEPATH=1" in env_before
