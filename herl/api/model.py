@@ -22,6 +22,7 @@ from pydantic import AliasGenerator, BaseModel, ConfigDict, Field, model_validat
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
+from herl import images
 from herl.api.rules import check_spec
 
 API_GROUP = "herl.dev"
@@ -31,10 +32,7 @@ PLURAL = "herljobs"
 
 #: The trainer image each engine runs when spec.resources.image is not set (images/, `make images`).
 #: veRL needs the GPU image (veRL + vLLM); the local engine runs from the CPU image (torch CPU + herl).
-TRAINER_IMAGES: dict[str, str] = {
-    "verl": "ghcr.io/herl-dev/herl-trainer:0.1.0",
-    "local": "ghcr.io/herl-dev/herl-trainer-cpu:0.1.0",
-}
+TRAINER_IMAGES: dict[str, str] = {"verl": images.TRAINER_IMAGE, "local": images.LOCAL_ENGINE_IMAGE}
 SINGULAR = "herljob"
 SHORT_NAMES = ("herl",)
 MAX_NAME_LENGTH = 40  # RayJob names may be 47 chars; we add "-aNN" per attempt and keep headroom.

@@ -54,13 +54,15 @@ def test_install_yaml_runs_the_operator_image() -> None:
     assert [c["image"] for c in containers] == [images.OPERATOR_IMAGE]
 
 
-def test_herljob_default_trainer_image() -> None:
-    field = ResourcesSpec.model_fields["image"]
-    assert field.default == images.TRAINER_IMAGE
-    assert (
-        images.TRAINER_IMAGE in (field.description or "")
-        or images.TRAINER_IMAGE in (REPO / "herl" / "api" / "model.py").read_text()
-    )
+def test_herljob_default_trainer_image_per_engine() -> None:
+    from herl.api.model import TRAINER_IMAGES
+
+    assert ResourcesSpec.model_fields["image"].default is None  # the engine picks the default
+    assert TRAINER_IMAGES == {"verl": images.TRAINER_IMAGE, "local": images.LOCAL_ENGINE_IMAGE}
+    described = ResourcesSpec.model_fields["image"].description or ""
+    doc = (REPO / "herl" / "api" / "model.py").read_text()
+    for ref in TRAINER_IMAGES.values():
+        assert ref in described or ref in doc
 
 
 def test_samples_name_our_images() -> None:

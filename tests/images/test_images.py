@@ -186,7 +186,9 @@ def test_copied_sources_exist(name: str) -> None:
 
 def test_trainer_cpu_image_installs_local_only_and_its_assets() -> None:
     path = IMAGES["trainer-cpu"]
-    assert installed_extras(path) == {"local"}
+    # local: the engine and rewards; ray: Ray with its dashboard, what a KubeRay head runs.
+    assert installed_extras(path) == {"local", "ray"}
+    assert [d for d in PYPROJECT["project"]["optional-dependencies"]["ray"] if d.startswith("ray[default]")]
     local = PYPROJECT["project"]["optional-dependencies"]["local"]
     assert not [d for d in local if d.startswith(("verl", "vllm", "flash"))], local
     # herl[train] is herl[local] plus veRL: the CPU image runs the same local engine as the GPU one.
