@@ -202,7 +202,7 @@ def test_trainer_cpu_image_installs_local_only_and_its_assets() -> None:
     assert "checkers.warm_up()" in run
     # torch comes from the index the build names (PyTorch's CPU index by default), pinned twice.
     assert '--index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"' in run
-    assert '[local]" "torch==${TORCH_VERSION}"' in run
+    assert '[local,ray]" "torch==${TORCH_VERSION}"' in run
     args = [a for k, a in instructions(path) if k == "ARG"]
     assert "TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu" in args
 
