@@ -53,6 +53,10 @@ TRAINER_CPU = Image(
     "herl-trainer-cpu", "images/trainer-cpu/Dockerfile", "local engine + rewards + herl train, CPU torch"
 )
 
+#: The trainer images' non-root user and group (images/trainer*/Dockerfile `useradd --uid 10001`). The
+#: RayJob's pods set fsGroup to it, so a checkpoint volume is writable by the trainer.
+TRAINER_UID = TRAINER_GID = 10001
+
 OPERATOR_IMAGE = OPERATOR.ref
 TRAINER_IMAGE = TRAINER.ref
 TRAINER_CPU_IMAGE = TRAINER_CPU.ref

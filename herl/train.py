@@ -53,7 +53,17 @@ def load_job(path: str | Path) -> object:
 
 def build_argv(job: object, env: dict[str, str] | None = None) -> list[str]:
     """The full argv that starts veRL for ``job`` (interpreter first), honouring HERL_CHECKPOINT_DIR."""
-    from herl.verl_plugin.overrides import job_to_verl_overrides
+    try:
+        from herl.verl_plugin.overrides import job_to_verl_overrides
+    except ModuleNotFoundError as exc:
+        if not (exc.name or "").startswith("verl"):
+            raise
+        raise UserError(
+            f"spec.engine verl needs veRL, which this image does not have ({exc.name} is not installed): run "
+            "engine verl on the GPU trainer image (ghcr.io/herl-dev/herl-trainer), or set spec.engine local",
+            exit_code=3,
+            reason="EngineNotInImage",
+        ) from None
 
     env = dict(os.environ) if env is None else env
     ckdir = env.get(ENV_CHECKPOINT_DIR) or None

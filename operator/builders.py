@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from herl.api.model import API_GROUP, API_VERSION, KIND, HeRLJob
+from herl.images import TRAINER_GID
 
 ENTRYPOINT = "python -m herl.train --job /etc/herl/job.yaml"
 CONFIG_DIR = "/etc/herl"
@@ -281,7 +282,9 @@ def _pod_template(job: HeRLJob, ctx: Context, *, head: bool) -> JSON:
         if spec.metrics_.enabled:
             ports.append({"name": METRICS_PORT_NAME, "containerPort": spec.metrics_.port, "protocol": "TCP"})
         container["ports"] = ports
-    pod: JSON = {"containers": [container], "volumes": vols}
+    # fsGroup: the trainer images run as a non-root user; the kubelet makes the checkpoint volume (and
+    # the subPath it creates) group-writable for it. Without it every checkpoint save fails.
+    pod: JSON = {"containers": [container], "volumes": vols, "securityContext": {"fsGroup": TRAINER_GID}}
     if res.service_account_name:
         pod["serviceAccountName"] = res.service_account_name
     selector: dict[str, str] = {}

@@ -16,13 +16,25 @@ import pytest
 from devcluster import ROOT, ClusterError, DevCluster
 from e2e_support import Kube, OperatorProcess, install_release, wait_for
 
+from herl import images
+
 # The invalid-spec corpus is shared with tests/api (api_support), whatever subset pytest collects.
 sys.path.insert(0, str(ROOT / "tests" / "api"))
 
 
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[DevCluster]:
-    dc = DevCluster(folder=ROOT / ".cluster-e2e", with_kueue=True)
+    folder = ROOT / ".cluster-e2e"
+    # The CPU trainer image (make images) is what a local-engine job's head really runs; the test model
+    # reaches its containers through a read-only host share (like a node-local model disk).
+    cpu = images.TRAINER_CPU
+    dc = DevCluster(
+        folder=folder,
+        with_kueue=True,
+        kubelet_images=(f"{cpu.ref}={cpu.archive_path(ROOT)}",),
+        host_shares=(str(folder / "models"),),
+    )
+    (folder / "models").mkdir(parents=True, exist_ok=True)
     if dc.load():
         dc.down()  # left over from an interrupted run
     try:

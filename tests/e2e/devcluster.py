@@ -88,6 +88,10 @@ class DevCluster:
     bins: dict[str, Path] = field(default_factory=dict)
     state: dict = field(default_factory=dict)
     with_kueue: bool = False
+    #: "REF=ARCHIVE" of images the test kubelet runs pods from (others run on the host root).
+    kubelet_images: tuple[str, ...] = ()
+    #: Host folders mounted read-only, at their own path, into every test-kubelet container.
+    host_shares: tuple[str, ...] = ()
 
     # ---- paths and clients ---------------------------------------------------------------------
 
@@ -381,7 +385,9 @@ class DevCluster:
                 f"--kubeconfig={self.kubeconfig}",
                 f"--node={TEST_KUBELET_NODE}",
                 f"--state={self.folder / 'test-kubelet'}",
-                f"--path={venv_bin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                f"--venv-bin={venv_bin}",
+                *(f"--image={i}" for i in self.kubelet_images),
+                *(f"--host-share={p}" for p in self.host_shares),
             ],
         )
 

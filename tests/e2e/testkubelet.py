@@ -44,6 +44,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # PYTHONSAFEPATH: make siblings importable
 
+from testkubelet_images import Root, host_root, image_root
 from testkubelet_runtime import (
     Container,
     Net,
@@ -56,7 +57,7 @@ from testkubelet_runtime import (
     pod_status,
     probe,
 )
-from testkubelet_volumes import PodSetupError, container_mounts, materialise, resolve_env
+from testkubelet_volumes import PodSetupError, container_mounts, fs_group, materialise, resolve_env
 
 JSON = dict[str, Any]
 NODE_LABEL = "herl.dev/node-agent"
@@ -66,14 +67,16 @@ POD_SCRIPT = Path(__file__).resolve().parent / "testkubelet_pod.py"
 
 
 class TestKubelet:
-    def __init__(self, kubeconfig: str, node: str, state: Path, lower: str, base_env: dict[str, str]) -> None:
+    def __init__(
+        self, kubeconfig: str, node: str, state: Path, roots: dict[str, Root], host: Root, shares: list[str]
+    ) -> None:
         from kubernetes import client, config
 
         api = config.new_client_from_config(config_file=kubeconfig)
         self.core = client.CoreV1Api(api)
         self.leases = client.CoordinationV1Api(api)
         self.api = api
-        self.node, self.state, self.lower, self.base_env = node, state, lower, base_env
+        self.node, self.state, self.roots, self.host, self.shares = node, state, roots, host, shares
         self.net = Net(int(hashlib.sha256(str(state.resolve()).encode()).hexdigest(), 16) % 50)
         self.pods: dict[str, PodRuntime] = {}
         self.next_heartbeat = 0.0
@@ -180,16 +183,24 @@ class TestKubelet:
                 raise PodSetupError("init containers are not supported by the test kubelet")
             volumes = materialise(self.core, pod, folder / "volumes")
             for c in pod["spec"]["containers"]:
+                root = self.root_of(c)
+                shares = [{"kind": "bind", "source": p, "path": p, "read_only": True} for p in self.shares]
                 rt.containers[c["name"]] = Container(
                     spec=c,
-                    env=resolve_env(self.core, pod, c, {**self.base_env, "HOSTNAME": meta["name"]}),
-                    mounts=container_mounts(c, volumes),
+                    root=root,
+                    env=resolve_env(self.core, pod, c, {**root.env, "HOSTNAME": meta["name"]}),
+                    mounts=shares + container_mounts(c, volumes, pod),
+                    groups=[g for g in [fs_group(pod)] if g is not None],
                     log=folder / f"{c['name']}.log",
                 )
             for c in rt.containers.values():
                 self._launch(rt, c)
         except (PodSetupError, KeyError, OSError) as exc:
             rt.error = f"{type(exc).__name__}: {exc}"
+
+    def root_of(self, container: JSON) -> Root:
+        """The container's own image when we have it, else the host root standing in for it."""
+        return self.roots.get(container.get("image", ""), self.host)
 
     def _launch(self, rt: PodRuntime, c: Container) -> None:
         argv = [*(c.spec.get("command") or []), *(c.spec.get("args") or [])]
@@ -198,11 +209,13 @@ class TestKubelet:
         workdir = rt.folder / f"rootfs-{c.spec['name']}-{c.restarts}"
         spec = {
             "workdir": str(workdir),
-            "lower": self.lower,
+            "lower": c.root.lower,
+            "user": c.root.user,
+            "groups": c.groups,
             "scratch_size": "2g",
             "shm_size": "2g",
             "mounts": c.mounts,
-            "cwd": c.spec.get("workingDir") or "/",
+            "cwd": c.spec.get("workingDir") or c.root.cwd or "/",
             "argv": argv,
             "env": c.env,
         }
@@ -329,7 +342,8 @@ class TestKubelet:
         self.register()
         signal.signal(signal.SIGTERM, self.shutdown)
         signal.signal(signal.SIGINT, self.shutdown)
-        print(f"test kubelet: node {self.node} registered; lower layer {self.lower}", flush=True)
+        images = ", ".join(self.roots) or "none (every pod on the host root)"
+        print(f"test kubelet: node {self.node} registered; images: {images}", flush=True)
         while not self.stopping:
             try:
                 self.sync()
@@ -346,20 +360,29 @@ def main(argv: list[str]) -> int:
     p.add_argument("--kubeconfig", required=True)
     p.add_argument("--node", default="head-0")
     p.add_argument("--state", required=True, type=Path)
-    p.add_argument("--lower", default="/", help="lower layer of every container's root (an image root)")
-    p.add_argument("--path", default=os.environ.get("PATH", ""), help="PATH of the image env")
+    p.add_argument(
+        "--image", action="append", default=[], help="REF[=OCI archive]: an image pods really run from"
+    )
+    p.add_argument(
+        "--host-share", action="append", default=[], help="a host folder mounted read-only at its path"
+    )
+    p.add_argument("--venv-bin", default=str(Path(sys.executable).parent), help="host root: the venv's bin")
     args = p.parse_args(argv)
-    # The image's env: like images/trainer, a fresh HOME (nothing of the host's ~/.ray or ~/.cache leaks
-    # in; a host ~/.ray/auth_token would switch Ray's token auth on) and the offline caches by variable.
-    cache = Path(os.environ.get("HERL_CACHE") or Path.home() / ".cache" / "herl")
-    base_env = {
-        "PATH": args.path,
-        "HOME": "/tmp",
-        "LANG": "C.UTF-8",
-        "HERL_CACHE": str(cache),
-        "NLTK_DATA": os.environ.get("NLTK_DATA") or str(cache / "nltk_data"),
-    }
-    TestKubelet(args.kubeconfig, args.node, args.state, args.lower, base_env).serve()
+    roots: dict[str, Root] = {}
+    try:
+        for item in args.image:
+            ref, _, archive = item.partition("=")
+            roots[ref] = image_root(ref, Path(archive) if archive else None)
+            print(f"test kubelet: image {ref} at {roots[ref].lower} (user {roots[ref].user})", flush=True)
+        TestKubelet(
+            args.kubeconfig, args.node, args.state, roots, host_root(args.venv_bin), args.host_share
+        ).serve()
+    except RuntimeError as exc:
+        print(f"test kubelet: {exc}", flush=True)
+        return 1
+    finally:
+        for root in roots.values():
+            root.close()
     return 0
 
 

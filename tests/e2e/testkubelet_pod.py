@@ -73,6 +73,12 @@ def main(argv: list[str]) -> int:
     root = build_root(spec)
     os.chroot(root)
     os.chdir(spec.get("cwd") or "/")
+    if spec.get("user"):
+        # The image's USER, as a runtime applies it: after the mounts (which need root), before exec.
+        uid, gid = spec["user"]
+        os.setgroups(spec.get("groups") or [])  # the pod's fsGroup, as a supplementary group
+        os.setgid(gid)
+        os.setuid(uid)
     command = spec["argv"]
     sys.stdout.flush()
     os.execvpe(command[0], command, spec["env"])

@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from testkubelet_images import Root
+
 JSON = dict[str, Any]
 
 
@@ -85,9 +87,11 @@ def leftover_netns(net: Net) -> list[int]:
 @dataclass
 class Container:
     spec: JSON
+    root: Root
     env: dict[str, str]
     mounts: list[JSON]
     log: Path
+    groups: list[int] = field(default_factory=list)  # supplementary groups (the pod's fsGroup)
     proc: subprocess.Popen[bytes] | None = None
     started_at: str | None = None
     restarts: int = 0

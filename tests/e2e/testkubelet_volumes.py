@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -173,6 +174,7 @@ def materialise(core: Any, pod: JSON, folder: Path) -> dict[str, JSON]:
                 )
             target = Path(pv.spec.host_path.path)
             target.mkdir(parents=True, exist_ok=True)
+            give_to_fs_group(pod, target)
         elif "hostPath" in vol:
             target = Path(vol["hostPath"]["path"])
         elif "projected" in vol:
@@ -184,7 +186,25 @@ def materialise(core: Any, pod: JSON, folder: Path) -> dict[str, JSON]:
     return out
 
 
-def container_mounts(container: JSON, volumes: dict[str, JSON]) -> list[JSON]:
+def fs_group(pod: JSON) -> int | None:
+    return ((pod["spec"].get("securityContext") or {}).get("fsGroup")) or None
+
+
+def give_to_fs_group(pod: JSON, folder: Path) -> None:
+    """The kubelet's volume ownership for fsGroup: the group owns the tree and may write it (setgid
+    directories keep new files in the group)."""
+    gid = fs_group(pod)
+    if gid is None:
+        return
+    for path in [folder, *folder.rglob("*")]:
+        os.chown(path, -1, gid, follow_symlinks=False)
+        if path.is_dir() and not path.is_symlink():
+            path.chmod(path.stat().st_mode | 0o2070)
+        elif not path.is_symlink():
+            path.chmod(path.stat().st_mode | 0o060)
+
+
+def container_mounts(container: JSON, volumes: dict[str, JSON], pod: JSON) -> list[JSON]:
     """The container's volumeMounts as bind/tmpfs mounts for testkubelet_pod.py (subPath applied)."""
     mounts = []
     for vm in container.get("volumeMounts") or []:
@@ -198,6 +218,7 @@ def container_mounts(container: JSON, volumes: dict[str, JSON]) -> list[JSON]:
         if vm.get("subPath"):
             source = source / vm["subPath"]
             source.mkdir(parents=True, exist_ok=True)
+            give_to_fs_group(pod, source)
         mounts.append(
             {
                 "kind": "bind",

@@ -27,6 +27,7 @@ def checkpoint_claim(kube: Kube, cluster: DevCluster, namespace: str) -> tuple[s
     """A PersistentVolume on a host folder, bound to a claim ``checkpoints`` in ``namespace``."""
     folder = cluster.folder / "volumes" / namespace
     folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o777)  # the trainer image runs as a non-root user (no fsGroup support here)
     pv, claim = f"ckpt-{namespace}", "checkpoints"
     kube.apply(
         [
