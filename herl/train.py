@@ -22,6 +22,7 @@ checkpoint there.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 import tempfile
@@ -53,17 +54,16 @@ def load_job(path: str | Path) -> object:
 
 def build_argv(job: object, env: dict[str, str] | None = None) -> list[str]:
     """The full argv that starts veRL for ``job`` (interpreter first), honouring HERL_CHECKPOINT_DIR."""
-    try:
-        from herl.verl_plugin.overrides import job_to_verl_overrides
-    except ModuleNotFoundError as exc:
-        if not (exc.name or "").startswith("verl"):
-            raise
+    from herl.verl_plugin.overrides import job_to_verl_overrides
+
+    # The launcher execs veRL's main: a missing veRL fails here, classified, not as a traceback after it.
+    if importlib.util.find_spec("verl") is None:
         raise UserError(
-            f"spec.engine verl needs veRL, which this image does not have ({exc.name} is not installed): run "
+            "spec.engine verl needs veRL, which this image does not have (verl is not installed): run "
             "engine verl on the GPU trainer image (ghcr.io/herl-dev/herl-trainer), or set spec.engine local",
             exit_code=3,
             reason="EngineNotInImage",
-        ) from None
+        )
 
     env = dict(os.environ) if env is None else env
     ckdir = env.get(ENV_CHECKPOINT_DIR) or None
@@ -153,7 +153,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 0
             return run_local(job)
         full = build_argv(job)
-        if not args.dry_run:
+        if not args.dry_run and os.environ.get("RAY_ADDRESS"):
+            # Inside a Ray cluster (a Ray job's driver, KubeRay's head): its GPUs must be there. Outside
+            # one, veRL starts its own local Ray and checks its own resources.
             wait = float(os.environ.get(ENV_GPU_WAIT) or DEFAULT_GPU_WAIT_SECONDS)
             wait_for_gpus(job.spec.gpu_count, wait)
     except UserError as exc:

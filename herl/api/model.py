@@ -715,7 +715,7 @@ class HeRLJobSpec(_Model):
     def checkpoint_relpath(self, step: int) -> str:
         """Where the engine saves step ``step`` inside the checkpoint folder: veRL's ``global_step_N``, or
         the local engine's ``checkpoints/step_N`` (herl.engine.checkpoint; a test keeps them equal)."""
-        return f"checkpoints/step_{step}" if self.engine == "local" else f"global_step_{step}"
+        return f"checkpoints/step_{step:06d}" if self.engine == "local" else f"global_step_{step}"
 
     @property
     def gpu_count(self) -> int:

@@ -20,6 +20,12 @@ from herl.assets import MARKER, build_atomically
 PREFIX = "step_"
 
 
+def checkpoint_name(step: int) -> str:
+    """The folder of step ``step`` under :func:`checkpoint_root` (the operator reports the same path:
+    HeRLJobSpec.checkpoint_relpath, kept equal by a test)."""
+    return f"{PREFIX}{step:06d}"
+
+
 def checkpoint_root(out: Path) -> Path:
     return out / "checkpoints"
 
@@ -74,7 +80,7 @@ def save_checkpoint(
     """Write checkpoint ``step`` atomically and prune old ones; returns its directory."""
     root = checkpoint_root(out)
     root.mkdir(parents=True, exist_ok=True)
-    final = root / f"{PREFIX}{step:06d}"
+    final = root / checkpoint_name(step)
 
     def build(tmp: Path) -> None:
         model.save_pretrained(str(tmp), safe_serialization=True)

@@ -71,7 +71,9 @@ def test_local_engine_trains_on_a_real_ray_head(
     assert progress["step"] == steps and progress["totalSteps"] == steps, progress
     assert "rewardMean" in progress and "hindsightSuccessRate" in progress, progress
     assert status["lastCheckpoint"]["step"] == steps, status.get("lastCheckpoint")
-    assert status["lastCheckpoint"]["path"].endswith(f"/checkpoints/step_{steps}"), status["lastCheckpoint"]
+    assert status["lastCheckpoint"]["path"].endswith(f"/checkpoints/step_{steps:06d}"), status[
+        "lastCheckpoint"
+    ]
     assert [a["result"] for a in status["attempts"]] == ["Succeeded"], status["attempts"]
     line = kube.run("get", "herl", "train", "-n", namespace, "--no-headers").stdout.split()
     # NAME PHASE STEP REWARD ATTEMPTS AGE (Total, HS-Success and GPU-Hours are -o wide columns)

@@ -124,8 +124,8 @@ def test_an_unknown_operator_submission_mode_is_refused() -> None:
 def test_checkpoint_paths_follow_the_engine_layout() -> None:
     from pathlib import Path
 
-    from herl.engine.checkpoint import PREFIX, checkpoint_root
+    from herl.engine.checkpoint import checkpoint_name, checkpoint_root
 
     local = _job(engine="local").spec
-    assert local.checkpoint_relpath(7) == str(checkpoint_root(Path("")) / f"{PREFIX}7")
+    assert local.checkpoint_relpath(7) == str(checkpoint_root(Path("")) / checkpoint_name(7))
     assert _job().spec.checkpoint_relpath(7) == "global_step_7"  # veRL's trainer.default_local_dir layout
