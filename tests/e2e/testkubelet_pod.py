@@ -46,6 +46,8 @@ def build_root(spec: dict) -> Path:
         f"lowerdir={spec['lower']},upperdir={scratch / 'upper'},workdir={scratch / 'work'}",
         str(root),
     )
+    for special in ("proc", "dev", "sys"):  # an image root may lack the mount points
+        (root / special).mkdir(exist_ok=True)
     _mount("-t", "proc", "proc", str(root / "proc"))
     _mount("--rbind", "/dev", str(root / "dev"))
     _mount("--rbind", "/sys", str(root / "sys"))
