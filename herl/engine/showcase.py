@@ -120,15 +120,22 @@ def _block(label: str, text: str, width: int = 96, limit: int = 600) -> list[str
     return [f"  {label}", *(f"    {w}" for w in wrapped)]
 
 
+def _prompt_lines(prompt: str, draft: str, width: int = 92, limit: int = 24) -> list[str]:
+    """The hindsight prompt as the model saw it, the draft's text replaced by a marker, long lines cut."""
+    if draft.strip():
+        prompt = prompt.replace(draft.strip(), "<the draft above>")
+    lines = [ln if len(ln) <= width else ln[: width - 1] + "…" for ln in prompt.strip().splitlines()]
+    return lines if len(lines) <= limit else [*lines[: limit - 1], f"… ({len(lines) - limit + 1} more lines)"]
+
+
 def format_example(ex: Mapping[str, Any]) -> str:
     lines = [f"One revision from step {ex['step']} (group {ex['group']}):"]
     lines += _block("instruction:", ex["instruction"])
     lines += _block(f"draft (score {ex['draft_score']:.2f}):", ex["draft"])
     lines += [f"    met:    {m}" for m in ex["draft_met"]] or ["    met:    (none)"]
     lines += [f"    missed: {m}" for m in ex["draft_unmet"]]
-    prompt_head = ex["hindsight_prompt"].strip().splitlines()
-    lines.append(f"  hindsight prompt ({len(ex['hindsight_prompt'])} chars), first lines:")
-    lines += [f"    | {p[:90]}" for p in prompt_head[:4]]
+    lines.append("  hindsight prompt (what the model was asked; the draft shown above is elided):")
+    lines += [f"    | {p}" for p in _prompt_lines(ex["hindsight_prompt"], ex["draft"])]
     lines += _block(
         f"revision (score {ex['revision_score']:.2f}, under the original constraints):", ex["revision"]
     )
