@@ -39,9 +39,10 @@ cpu_torch_wheel() {
   local d w
   for d in ${HERL_WHEELS:-} ${PIP_FIND_LINKS:-}; do
     for w in "$d"/torch-2.13.0+cpu-*.whl; do
-      [ -f "$w" ] && { echo "$w"; return; }
+      if [ -f "$w" ]; then echo "$w"; return 0; fi
     done
   done
+  return 0  # none: the caller installs torch==2.13.0 from the index
 }
 
 if [ ! -x "$VENV/bin/python" ]; then
