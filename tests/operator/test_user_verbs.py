@@ -47,13 +47,14 @@ def test_follow_reads_the_tail_websocket_until_it_closes(tmp_path: Path) -> None
     assert any(p == PROXY + "/tail" for p, _ in fc.requests)
 
 
-def test_head_pod_log_when_the_dashboard_does_not_answer(tmp_path: Path) -> None:
+@pytest.mark.parametrize("follow", [False, True])
+def test_head_pod_log_when_the_dashboard_does_not_answer(tmp_path: Path, follow: bool) -> None:
     fc = FakeCluster(dashboard_status=503, pod_log="ray start ... driver: step 3/4\n")
     started_job(fc)
     with serve(fc, tmp_path / "kc") as kc:
-        text, notes = _logs(kc)
+        text, notes = _logs(kc, follow=follow)
     assert text == "ray start ... driver: step 3/4\n"
-    assert "the Ray dashboard did not answer (Ray dashboard: HTTP 503" in notes[-1]
+    assert "the Ray dashboard did not answer (Ray dashboard: " in notes[-1] and "503" in notes[-1]
     assert ("/api/v1/namespaces/team/pods/c1-head-abc/log", f"Bearer {TOKEN}") in fc.requests
 
 
