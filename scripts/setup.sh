@@ -11,7 +11,7 @@
 #         the IF checkers, matplotlib; no veRL, operator, test tools or Prometheus) and the NLTK data.
 #         A venv set up in full already satisfies demo.
 #
-# Packages install with uv (parallel downloads, a shared cache: ~2 min for torch with pip, ~30 s with
+# Packages install with uv (parallel downloads, a shared cache: torch took 2 min 41 s with pip, 33 s with
 # uv, measured in docs/benchmarks.md), itself installed into the venv from PyPI; pip if uv cannot be had.
 set -euo pipefail
 cd "$(dirname "$0")/.."
