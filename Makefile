@@ -8,13 +8,18 @@ export NLTK_DATA ?= $(HOME)/.cache/herl/nltk_data
 export PYTHONSAFEPATH := 1
 HERL := $(VENV)/bin/herl
 
-.PHONY: setup demo test lint generate images clean cluster cluster-down cluster-build cluster-status
+.PHONY: setup setup-demo demo test lint generate images clean cluster cluster-down cluster-build cluster-status
 
 setup:
 	@bash scripts/setup.sh
 
-# The README's main job: a short local HeRL run on SmolLM2-135M (CPU, a few minutes).
-demo: setup
+# Only what the local engine needs (no veRL, operator, test tools, Prometheus): see scripts/setup.sh.
+setup-demo:
+	@bash scripts/setup.sh demo
+
+# The README's main job: a short local HeRL run on SmolLM2-135M (CPU, under 5 minutes with set-up) that
+# ends by showing what hindsight did (a line per step, one real revision); outputs under runs/demo.
+demo: setup-demo
 	$(HERL) train manifests/samples/local-smollm2.yaml --out runs/demo
 
 # The README's test command: lint, formatting, generated files in sync, the whole suite (tests/e2e runs

@@ -60,6 +60,8 @@ def load_doc(name: str, a: argparse.Namespace) -> dict[str, Any]:
     )
     spec["data"]["maxResponseLength"] = a.tokens
     spec["data"]["synthetic"]["numPrompts"] = a.num_prompts
+    # The documented run used 2 constraints per prompt (the samples now use 3 to make the demo revise early).
+    spec["data"]["synthetic"]["constraintsPerPrompt"] = a.constraints
     if alg.get("hindsight", {}).get("enabled", True):
         alg["hindsight"].setdefault("revision", {})["maxTokens"] = a.tokens
     spec["metrics"] = {"enabled": False}
@@ -72,6 +74,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=16)
     p.add_argument("--prompts", type=int, default=4, help="prompts per step")
+    p.add_argument("--constraints", type=int, default=2, help="constraints per synthetic prompt")
     p.add_argument("--group", type=int, default=4)
     p.add_argument("--tokens", type=int, default=64, help="max response (and revision) tokens")
     p.add_argument("--num-prompts", type=int, default=64, help="synthetic dataset size")

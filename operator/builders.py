@@ -23,7 +23,9 @@ CONFIG_DIR = "/etc/herl"
 JOB_FILE = f"{CONFIG_DIR}/job.yaml"
 CHECKPOINT_MOUNT = "/checkpoints"
 HEAD_RAY_CPUS = "1"
-RAY_VERSION = "2.49.0"  # the Ray version inside the trainer image (KubeRay gates features on it)
+#: The Ray version inside each engine's trainer image (KubeRay gates features on rayVersion): the GPU
+#: image's, and the CPU image's herl[ray] pin (pyproject.toml; a test keeps them equal).
+RAY_VERSIONS = {"verl": "2.49.0", "local": "2.60.0"}
 RAYJOB_MAX_NAME = 47  # KubeRay: 63 - len("-head-svc") - 6 random chars, rounded as documented
 
 LABEL_JOB = f"{API_GROUP}/job"
@@ -361,7 +363,7 @@ def build_rayjob(job: HeRLJob, ctx: Context) -> JSON:
         "suspend": suspend,
         "metadata": {"herl.dev/job": job.metadata.name},
         "rayClusterSpec": {
-            "rayVersion": RAY_VERSION,
+            "rayVersion": RAY_VERSIONS[spec.engine],
             "headGroupSpec": {
                 # One logical CPU on the head: veRL's TaskRunner (the training loop, which serves the
                 # herl-metrics port) is pinned there by herl.verl_plugin.launch and needs 1 CPU to be

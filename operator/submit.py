@@ -22,22 +22,20 @@ def submit(
     job = load_job(path)
     docs, _ = load_documents(Path(path))
     doc = dict(docs[0])
-    ns = namespace or job.metadata.namespace or "default"
+    default_ns = "default"
+    if api_client is None:
+        # The user's kubeconfig conventions, shared with `herl status` / `herl logs`.
+        from herl_operator.userclient import load_client
+
+        uc = load_client(context)
+        api_client, default_ns = uc.api, uc.namespace
+    ns = namespace or job.metadata.namespace or default_ns
     doc["metadata"] = {**doc.get("metadata", {}), "namespace": ns}
     doc.pop("status", None)
 
-    from kubernetes import client, config
+    from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
-    if api_client is None:
-        try:
-            config.load_kube_config(context=context)
-        except Exception:
-            try:
-                config.load_incluster_config()
-            except Exception as exc:
-                raise UserError(f"no Kubernetes credentials (kubeconfig or in-cluster): {exc}") from exc
-        api_client = client.ApiClient()
     api = client.CustomObjectsApi(api_client)
     name = job.metadata.name
     try:

@@ -81,6 +81,13 @@ def _run(args: argparse.Namespace) -> int:
             else ""
         )
     )
+    if summary.history and trainer.settings.hindsight.enabled:
+        from herl.engine.showcase import REPORT_FILE, report
+
+        print(report(summary.out_dir, summary.history, summary.last_step), end="")
+        print(
+            f"  hindsight report: {summary.out_dir / REPORT_FILE} (every revision: hindsight_examples.jsonl)"
+        )
     if summary.plot:
         print(f"  reward curve: {summary.plot}")
     print(f"  metrics log:  {summary.metrics_file}")

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from herl.core import GeneratedTokens, RevisionToScore, TokenRow, run_token_stage, slot_rng
+from herl.core import GeneratedTokens, RevisionToScore, StageResult, TokenRow, run_token_stage, slot_rng
 from herl.core.config import RevisionSampling
 from herl.engine.rollout import derive_seed
 from herl.engine.settings import EngineSettings
@@ -48,11 +48,13 @@ def engine_hindsight(
     eos_id: int,
     pad_id: int,
     timing: dict[str, float],
+    on_result: Callable[[StageResult], None] | None = None,
 ) -> tuple[list[list[TokenRow]], dict[str, float]]:
     """Run the stage on one step's groups (``records[g]`` is group g's data row).
 
     Returns the new groups and the stage metrics as ``herl/<name>`` step keys; adds
-    ``gen_revision`` and ``reward_revision`` to ``timing``.
+    ``gen_revision`` and ``reward_revision`` to ``timing``. ``on_result`` receives the stage's full
+    result (outcomes with every revision), for the run's hindsight examples.
     """
     s = settings
 
@@ -86,4 +88,6 @@ def engine_hindsight(
         max_prompt_length=s.max_prompt_length,
         max_response_length=s.max_response_length,
     )
+    if on_result is not None:
+        on_result(result)
     return new_groups, {f"herl/{k}": float(v) for k, v in result.metrics.items()}

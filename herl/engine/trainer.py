@@ -26,7 +26,6 @@ scoring), :mod:`~herl.engine.hindsight` (the engine's side of the stage), :mod:`
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import sys
 import threading
@@ -38,17 +37,21 @@ from typing import Any
 
 import torch
 
+from herl.core import StageResult
 from herl.engine import checkpoint as ckpt
 from herl.engine import inputs, policy
 from herl.engine.checkpoint import CheckpointMixin
 from herl.engine.hindsight import engine_hindsight
+from herl.engine.inputs import user_text
 from herl.engine.metrics import MetricsMixin
 from herl.engine.models import resolve_model_path
 from herl.engine.rollout import RolloutMixin, check_reward_errors
 from herl.engine.settings import EngineSettings
+from herl.engine.showcase import EXAMPLES_FILE, append_examples, stage_examples, trim_examples
 from herl.engine.update import UpdateMixin, row_advantages
 from herl.metrics.keys import REWARD_ERRORS
 from herl.rewards.types import RewardResult
+from herl.runtime import configure_cpu
 
 log = logging.getLogger(__name__)
 
@@ -168,12 +171,7 @@ class LocalTrainer(RolloutMixin, UpdateMixin, CheckpointMixin, MetricsMixin):
 
         hf_logging.disable_progress_bar()
         if self.device.type == "cpu":
-            torch.set_num_threads(
-                self.threads or int(os.environ.get("HERL_THREADS", "0")) or default_threads()
-            )
-            # Denormal floats take a slow path on x86 CPUs (~1.7x slower generation measured here);
-            # flushing them to zero changes nothing a 32-bit training run can notice.
-            torch.set_flush_denormal(True)
+            configure_cpu(self.threads)
 
         self.autocast = None
         if self.device.type == "cuda" and self.spec.model.dtype != "float32":
@@ -241,7 +239,13 @@ class LocalTrainer(RolloutMixin, UpdateMixin, CheckpointMixin, MetricsMixin):
             scored.extend(out)
             return out
 
+        self.step_examples: list[dict[str, Any]] = []
         if s.hindsight.enabled:
+            before, instructions = groups_rows, [user_text(self.records[i]["prompt"]) for i in idx]
+
+            def keep_examples(result: StageResult) -> None:
+                self.step_examples = stage_examples(step, result, before, instructions, self.decode)
+
             t = time.perf_counter()
             groups_rows, stage_metrics = engine_hindsight(
                 groups_rows,
@@ -254,6 +258,7 @@ class LocalTrainer(RolloutMixin, UpdateMixin, CheckpointMixin, MetricsMixin):
                 eos_id=self.eos_id,
                 pad_id=self.pad_id,
                 timing=timing,
+                on_result=keep_examples,
             )
             timing["hindsight"] = time.perf_counter() - t
         stage_metrics[REWARD_ERRORS] = float(
@@ -299,6 +304,8 @@ class LocalTrainer(RolloutMixin, UpdateMixin, CheckpointMixin, MetricsMixin):
         self.prepare()
         start = self.step
         metrics_file = self._rewrite_metrics_file()
+        examples_file = self.out / EXAMPLES_FILE
+        trim_examples(examples_file, self.step)
         url = self._start_metrics()
         self.last_checkpoint = self.resumed_from
         if self.resumed_from is not None:
@@ -337,6 +344,7 @@ class LocalTrainer(RolloutMixin, UpdateMixin, CheckpointMixin, MetricsMixin):
                         break
                     self.step = nxt
                     self._record_step(metrics, nxt, mf)
+                    append_examples(examples_file, self.step_examples)
                     if nxt % save_every == 0 or nxt == self.total_steps or self._stop:
                         self._save(nxt)
                         self._publish_checkpoint(nxt)
@@ -375,17 +383,3 @@ class LocalTrainer(RolloutMixin, UpdateMixin, CheckpointMixin, MetricsMixin):
             resumed_from=self.resumed_from,
         )
         return summary
-
-
-def default_threads() -> int:
-    """One torch thread per core, but ONE when the machine is already busy: intra-op threads that
-    compete with other processes for the same cores run several times slower than a single thread
-    (measured here: SmolLM2-135M generation 12.8 s with 1 thread vs 40.7 s with 2 at load 4.9 on 2 cores)."""
-    from herl.rewards.batch import available_cores
-
-    cores = available_cores()
-    try:
-        load = os.getloadavg()[0]
-    except OSError:
-        load = 0.0
-    return 1 if load >= cores else cores

@@ -37,6 +37,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="keep a revision only if it scores higher (default) or always",
     )
     p.add_argument("--workers", type=int, default=0, help="scoring processes (0 = all cores)")
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar per generation round (prompts, tok/s, ETA)",
+    )
     p.set_defaults(func=_run)
 
 
@@ -64,6 +69,7 @@ def _run(args: argparse.Namespace) -> int:
         revise=args.revise,
         accept=args.revise_accept,
         workers=args.workers,
+        progress=not args.no_progress,
     )
     generator = load_generator(args.model, args.backend, batch_size=args.batch_size)
     run = run_eval(args.bench, records, generator, settings, model=args.model)

@@ -9,11 +9,15 @@ implementation wraps them with the model's chat template (HiR protocol), so the 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 from herl.errors import UserError
 
 log = logging.getLogger(__name__)
+
+#: ``progress(prompts_done, new_tokens)`` after each batch (generators that batch call it).
+Progress = Callable[[int, int], None]
 
 
 @runtime_checkable
@@ -38,6 +42,8 @@ class TransformersGenerator:
     """``model.generate`` with the chat template, batched with left padding. CPU or one GPU.
 
     Sampling is seeded per call (``torch.manual_seed(seed)``), so a run is repeatable on one machine.
+    Weights load in float32 on a CPU and in the checkpoint's dtype on a GPU (:func:`herl.runtime.load_dtype`,
+    the decision ``herl train`` shares); CPU threads follow :func:`herl.runtime.configure_cpu`.
     """
 
     def __init__(
@@ -50,14 +56,18 @@ class TransformersGenerator:
         model: Any = None,
         tokenizer: Any = None,
     ) -> None:
-        import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        from herl.runtime import configure_cpu, load_dtype, pick_device
+
         self.batch_size = max(1, batch_size)
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = pick_device(device)
+        if self.device == "cpu":
+            configure_cpu()
+        self.dtype = load_dtype(self.device, dtype)
         try:
             self.tokenizer = tokenizer or AutoTokenizer.from_pretrained(model_path)
-            self.model = model or AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype)
+            self.model = model or AutoModelForCausalLM.from_pretrained(model_path, dtype=self.dtype)
         except (OSError, ValueError) as exc:
             raise UserError(f"cannot load model {model_path!r}: {exc}") from None
         self.model.to(self.device).eval()
@@ -75,7 +85,13 @@ class TransformersGenerator:
         return prompt
 
     def generate(
-        self, prompts: list[str], temperature: float, top_p: float, max_new_tokens: int, seed: int
+        self,
+        prompts: list[str],
+        temperature: float,
+        top_p: float,
+        max_new_tokens: int,
+        seed: int,
+        progress: Progress | None = None,
     ) -> list[str]:
         import torch
 
@@ -98,6 +114,8 @@ class TransformersGenerator:
                 gen = self.model.generate(**enc, **kwargs)
             new = gen[:, enc["input_ids"].shape[1] :]
             out.extend(self.tokenizer.batch_decode(new, skip_special_tokens=True))
+            if progress is not None:
+                progress(len(texts), int((new != self.tokenizer.pad_token_id).sum()))
         return out
 
 

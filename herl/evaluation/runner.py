@@ -26,7 +26,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from herl.evaluation.benchmarks import DEFAULT_TEMPERATURE, DEFAULT_TOP_P, EvalRecord
+from herl.evaluation.families import format_families, revision_by_family
 from herl.evaluation.generator import Generator
+from herl.evaluation.progress import generate_with_progress
 from herl.rewards.types import RewardResult
 
 Scorer = Callable[[Sequence[tuple[EvalRecord, str]]], list[RewardResult]]
@@ -42,6 +44,7 @@ class EvalSettings:
     revise: int = 0
     accept: Accept = "better"
     workers: int = 0
+    progress: bool = True  # a bar per generation round on stderr (prompts, tokens/s, ETA)
 
 
 def if_scorer(workers: int = 0) -> Scorer:
@@ -148,8 +151,15 @@ def run_eval(
     scorer = scorer or if_scorer(settings.workers)
     t0 = time.monotonic()
     prompts = [r.prompt for r in records]
-    responses = generator.generate(
-        prompts, settings.temperature, settings.top_p, settings.max_new_tokens, settings.seed
+    responses = generate_with_progress(
+        generator,
+        prompts,
+        temperature=settings.temperature,
+        top_p=settings.top_p,
+        max_new_tokens=settings.max_new_tokens,
+        seed=settings.seed,
+        label="generate",
+        enabled=settings.progress,
     )
     if len(responses) != len(records):
         raise RuntimeError(f"generator returned {len(responses)} completions for {len(records)} prompts")
@@ -165,13 +175,21 @@ def run_eval(
             rounds.append({"round": rnd, "attempted": 0, "accepted": 0, "improved": 0, "newly_all_met": 0})
             continue
         hs_prompts = [_hindsight_prompt(records[i], final_resp[i], current[i]) for i in todo]
-        revised = generator.generate(
-            hs_prompts, settings.temperature, settings.top_p, settings.max_new_tokens, settings.seed + rnd
+        revised = generate_with_progress(
+            generator,
+            hs_prompts,
+            temperature=settings.temperature,
+            top_p=settings.top_p,
+            max_new_tokens=settings.max_new_tokens,
+            seed=settings.seed + rnd,
+            label=f"revise {rnd}/{settings.revise}",
+            enabled=settings.progress,
         )
         new_results = scorer([(records[i], text) for i, text in zip(todo, revised, strict=True)])
         acc = imp = fixed = 0
         for i, hp, text, res in zip(todo, hs_prompts, revised, new_results, strict=True):
-            better = res.score > current[i].score
+            draft = current[i]
+            better = res.score > draft.score
             accept = settings.accept == "always" or better
             imp += better
             if accept:
@@ -186,6 +204,10 @@ def run_eval(
                     "score": res.score,
                     "all_met": res.all_met,
                     "accepted": accept,
+                    # per constraint, strict, for the draft and the revision (revision_by_family reads them)
+                    "draft_follow": [c.followed is True for c in draft.constraints],
+                    "follow_strict": [c.followed is True for c in res.constraints],
+                    "draft_score": draft.score,
                 }
             )
         rounds.append(
@@ -235,7 +257,12 @@ def run_eval(
     }
     if settings.revise:
         summary["final"] = metrics(final)
-        summary["revise"] = {"rounds": settings.revise, "accept": settings.accept, "per_round": rounds}
+        summary["revise"] = {
+            "rounds": settings.revise,
+            "accept": settings.accept,
+            "per_round": rounds,
+            "by_family": revision_by_family(rows),
+        }
     return EvalRun(rows=rows, summary=summary)
 
 
@@ -263,6 +290,9 @@ def format_summary(summary: dict[str, Any]) -> str:
             f"  round {r['round']}: revised {r['attempted']}, improved {r['improved']}, "
             f"accepted {r['accepted']}, newly all-met {r['newly_all_met']}"
         )
+    by_family = summary.get("revise", {}).get("by_family")
+    if by_family:
+        lines.append(format_families(by_family))
     if summary.get("scoring_errors"):
         lines.append(f"  scoring errors: {summary['scoring_errors']} (see results.jsonl 'error')")
     return "\n".join(lines)

@@ -129,3 +129,12 @@ def test_checkpoint_paths_follow_the_engine_layout() -> None:
     local = _job(engine="local").spec
     assert local.checkpoint_relpath(7) == str(checkpoint_root(Path("")) / checkpoint_name(7))
     assert _job().spec.checkpoint_relpath(7) == "global_step_7"  # veRL's trainer.default_local_dir layout
+
+
+def test_ray_version_of_the_cpu_image_is_the_pinned_one() -> None:
+    import tomllib
+
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert f"ray[default]=={b.RAY_VERSIONS['local']}" in extras["ray"]
+    rj = b.build_rayjob(_job(engine="local"), b.Context("ml"))
+    assert rj["spec"]["rayClusterSpec"]["rayVersion"] == b.RAY_VERSIONS["local"]
