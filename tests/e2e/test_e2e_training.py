@@ -35,7 +35,12 @@ pytestmark = pytest.mark.timeout(600)
 def tiny_model(cluster: DevCluster) -> Iterator[Path]:
     from herl.engine.tiny import build_tiny_model_dir
 
-    yield build_tiny_model_dir(cluster.folder / "models" / "tiny", seed=0)
+    model = build_tiny_model_dir(cluster.folder / "models" / "tiny", seed=0)
+    # The trainer image runs as a non-root user: the model must be world-readable, as on a shared model
+    # disk (safetensors writes its files 0600).
+    for path in [model, *model.rglob("*")]:
+        path.chmod(path.stat().st_mode | (0o555 if path.is_dir() else 0o444))
+    yield model
 
 
 def _progress(kube: Kube, namespace: str, name: str) -> dict:

@@ -185,6 +185,7 @@ class TestKubelet:
             for c in pod["spec"]["containers"]:
                 root = self.root_of(c)
                 shares = [{"kind": "bind", "source": p, "path": p, "read_only": True} for p in self.shares]
+                shares += self._etc_files(rt, meta["name"])
                 rt.containers[c["name"]] = Container(
                     spec=c,
                     root=root,
@@ -197,6 +198,25 @@ class TestKubelet:
                 self._launch(rt, c)
         except (PodSetupError, KeyError, OSError) as exc:
             rt.error = f"{type(exc).__name__}: {exc}"
+
+    @staticmethod
+    def _etc_files(rt: PodRuntime, hostname: str) -> list[JSON]:
+        """/etc/hosts, /etc/hostname and /etc/resolv.conf as a kubelet writes them for a pod: the pod's
+        own name resolves to its IP (Ray looks its hostname up at start; without this an image's
+        resolver waits on an unreachable nameserver for 20 s and Ray's GCS start times out). There is
+        no cluster DNS here: an empty resolv.conf makes lookups fail at once."""
+        etc = rt.folder / "etc"
+        etc.mkdir(exist_ok=True)
+        files = {
+            "hosts": f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{rt.ip}\t{hostname}\n",
+            "hostname": f"{hostname}\n",
+            "resolv.conf": "# herl test kubelet: no cluster DNS\n",
+        }
+        out = []
+        for name, text in files.items():
+            (etc / name).write_text(text)
+            out.append({"kind": "bind", "source": str(etc / name), "path": f"/etc/{name}", "read_only": True})
+        return out
 
     def root_of(self, container: JSON) -> Root:
         """The container's own image when we have it, else the host root standing in for it."""
@@ -216,12 +236,22 @@ class TestKubelet:
             "shm_size": "2g",
             "mounts": c.mounts,
             "cwd": c.spec.get("workingDir") or c.root.cwd or "/",
+            "hostname": rt.name[:63],
             "argv": argv,
             "env": c.env,
         }
         spec_file = rt.folder / f"{c.spec['name']}.json"
         spec_file.write_text(json.dumps(spec))
-        unshare = ["unshare", "--mount", "--propagation", "private", "--pid", "--fork", "--kill-child"]
+        unshare = [
+            "unshare",
+            "--mount",
+            "--uts",
+            "--propagation",
+            "private",
+            "--pid",
+            "--fork",
+            "--kill-child",
+        ]
         with open(c.log, "ab") as log:
             log.write(f"=== {now()} start #{c.restarts}: {' '.join(argv)}\n".encode())
             log.flush()

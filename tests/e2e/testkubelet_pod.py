@@ -1,9 +1,9 @@
 """The pod side of the test kubelet: PID 1 of one container, inside the pod's own namespaces.
 
 The test kubelet (tests/e2e/testkubelet.py) starts this file as
-``ip netns exec <pod netns> unshare --mount --propagation private --pid --fork --kill-child -- python
-testkubelet_pod.py <spec.json>``, so it runs as PID 1 of a new PID namespace, in a private mount
-namespace, on the pod's network namespace. It then builds the container's root file system and
+``ip netns exec <pod netns> unshare --mount --uts --propagation private --pid --fork --kill-child --
+python testkubelet_pod.py <spec.json>``, so it runs as PID 1 of a new PID namespace, in a private mount
+namespace and a UTS namespace of its own (hostname: the pod's name), on the pod's network namespace. It then builds the container's root file system and
 replaces itself with the container's command:
 
 * root: an overlay whose lower layer is the image root (the host's ``/`` when the pod runs from the
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -72,6 +73,8 @@ def build_root(spec: dict) -> Path:
 
 def main(argv: list[str]) -> int:
     spec = json.loads(Path(argv[0]).read_text())
+    if spec.get("hostname"):
+        socket.sethostname(spec["hostname"])  # our own UTS namespace: the pod's name, as in a real pod
     root = build_root(spec)
     os.chroot(root)
     os.chdir(spec.get("cwd") or "/")
