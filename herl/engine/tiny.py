@@ -94,3 +94,40 @@ def build_tiny_model_dir(path: str | Path, *, seed: int = 0) -> Path:
     tiny_model(tok, seed=seed).save_pretrained(str(path))
     tok.save_pretrained(str(path))
     return path
+
+
+def tiny_job(model: str | Path, name: str = "tiny", **changes: Any) -> dict[str, Any]:
+    """A HeRLJob document that trains the tiny model in seconds (tests of the engine, the entrypoint and
+    the real cluster). ``changes`` are dotted spec paths (``"algorithm.totalSteps": 5``); a dict value
+    replaces the whole sub-object."""
+    spec: dict[str, Any] = {
+        "model": {"path": str(model), "dtype": "float32"},
+        "data": {
+            "format": "synthetic-if",
+            "synthetic": {"numPrompts": 8, "constraintsPerPrompt": 2, "seed": 0},
+            "maxPromptLength": 512,
+            "maxInstructionLength": 200,
+            "maxResponseLength": 12,
+            "hindsightPromptMargin": 64,
+        },
+        "reward": {"instructionFollowing": {"workers": 1}},
+        "algorithm": {
+            "groupSize": 4,
+            "trainBatchSize": 2,
+            "miniBatchSize": 1,
+            "microBatchSizePerGpu": 4,
+            "learningRate": 1e-3,
+            "totalSteps": 2,
+            "seed": 3,
+            "hindsight": {"enabled": True, "revision": {"maxTokens": 12}},
+        },
+        "checkpoints": {"saveEverySteps": 1, "keepLast": 2},
+        "metrics": {"enabled": False},
+    }
+    for path, value in changes.items():
+        node = spec
+        keys = path.split(".")
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+        node[keys[-1]] = value
+    return {"apiVersion": "herl.dev/v1alpha1", "kind": "HeRLJob", "metadata": {"name": name}, "spec": spec}

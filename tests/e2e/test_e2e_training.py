@@ -52,7 +52,7 @@ def test_local_engine_trains_on_a_real_ray_head(
 ) -> None:
     claim, volume = checkpoint_claim(kube, cluster, namespace)
     steps = 12
-    kube.apply(local_job("train", namespace, tiny_model, claim, steps, metrics={"port": 9400}))
+    kube.apply(local_job("train", namespace, tiny_model, claim, steps))
 
     head = running_head(kube, namespace)
     ip = ipaddress.ip_address(head["status"]["podIP"])

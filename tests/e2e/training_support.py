@@ -11,6 +11,8 @@ from devcluster import TEST_KUBELET_NODE, DevCluster
 from e2e_support import Kube, wait_for
 from testkubelet import NODE_LABEL, NODE_TAINT
 
+from herl.engine.tiny import tiny_job
+
 JSON = dict[str, Any]
 
 #: The head on the test kubelet's node (its pods really run); workers stay on kwok's GPU nodes.
@@ -68,36 +70,26 @@ def checkpoint_claim(kube: Kube, cluster: DevCluster, namespace: str) -> tuple[s
 
 
 def local_job(name: str, namespace: str, model: Path, claim: str | None, steps: int, **spec: Any) -> JSON:
-    """A HeRLJob for the local engine on the tiny model: a few seconds a step on two busy cores."""
-    body: JSON = {
-        "engine": "local",
-        "model": {"path": str(model), "dtype": "float32"},
-        "data": {
-            "format": "synthetic-if",
-            "synthetic": {"numPrompts": 16, "constraintsPerPrompt": 2, "seed": 0},
-            "maxPromptLength": 360,
-            "maxInstructionLength": 200,
-            "maxResponseLength": 24,
-            "hindsightPromptMargin": 128,
-        },
-        "algorithm": {
-            "groupSize": 2,
-            "trainBatchSize": 2,
-            "miniBatchSize": 2,
-            "totalSteps": steps,
-            "hindsight": {"revision": {"maxTokens": 24}},
-        },
-        "resources": {"head": REAL_HEAD},
-        "runPolicy": {"submissionMode": "HTTPMode", "backoffLimit": 2},
-        "checkpoints": {"saveEverySteps": 1, **({"pvc": {"claimName": claim}} if claim else {})},
+    """A HeRLJob for the local engine on the tiny model (about a second a step), its head on the test
+    kubelet's node, submitted over HTTP, with checkpoints on ``claim``."""
+    checkpoints: JSON = {
+        "saveEverySteps": 1,
+        "keepLast": 2,
+        **({"pvc": {"claimName": claim}} if claim else {}),
     }
-    body.update(spec)
-    return {
-        "apiVersion": "herl.dev/v1alpha1",
-        "kind": "HeRLJob",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": body,
-    }
+    doc = tiny_job(
+        model,
+        name,
+        engine="local",
+        resources={"head": REAL_HEAD},
+        runPolicy={"submissionMode": "HTTPMode", "backoffLimit": 2},
+        checkpoints=checkpoints,
+        metrics={"enabled": True, "port": 9400},
+        **{"algorithm.totalSteps": steps},
+        **spec,
+    )
+    doc["metadata"]["namespace"] = namespace
+    return doc
 
 
 def running_head(kube: Kube, namespace: str, timeout: float = 180) -> JSON:

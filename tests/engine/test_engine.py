@@ -13,7 +13,7 @@ import torch
 
 from herl.api.validate import validate_document
 from herl.engine import policy
-from herl.engine.tiny import build_tiny_model_dir
+from herl.engine.tiny import build_tiny_model_dir, tiny_job
 from herl.engine.trainer import LocalTrainer
 from herl.errors import UserError
 from herl.rewards.types import RewardResult
@@ -25,37 +25,7 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def make_doc(model: Path, **over: Any) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "model": {"path": str(model), "dtype": "float32"},
-        "data": {
-            "format": "synthetic-if",
-            "synthetic": {"numPrompts": 8, "constraintsPerPrompt": 2, "seed": 0},
-            "maxPromptLength": 512,
-            "maxInstructionLength": 200,
-            "maxResponseLength": 12,
-            "hindsightPromptMargin": 64,
-        },
-        "reward": {"instructionFollowing": {"workers": 1}},
-        "algorithm": {
-            "groupSize": 4,
-            "trainBatchSize": 2,
-            "miniBatchSize": 1,
-            "microBatchSizePerGpu": 4,
-            "learningRate": 1e-3,
-            "totalSteps": 2,
-            "seed": 3,
-            "hindsight": {"enabled": True, "revision": {"maxTokens": 12}},
-        },
-        "checkpoints": {"saveEverySteps": 1, "keepLast": 2},
-        "metrics": {"enabled": False},
-    }
-    for path, value in over.items():
-        node = spec
-        keys = path.split(".")
-        for k in keys[:-1]:
-            node = node.setdefault(k, {})
-        node[keys[-1]] = value
-    return {"apiVersion": "herl.dev/v1alpha1", "kind": "HeRLJob", "metadata": {"name": "tiny"}, "spec": spec}
+    return tiny_job(model, **over)
 
 
 def make_job(model: Path, **over: Any) -> Any:

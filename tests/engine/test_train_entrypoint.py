@@ -11,35 +11,19 @@ import pytest
 import yaml
 
 import herl.train as train
-from herl.engine.tiny import build_tiny_model_dir
+from herl.engine.tiny import build_tiny_model_dir, tiny_job
 from herl.errors import find_failure
 from herl.metrics.promserver import free_port
 
 
 def _job_file(tmp: Path, model: Path, steps: int, engine: str = "local") -> Path:
-    spec = {
-        "engine": engine,
-        "model": {"path": str(model), "dtype": "float32"},
-        "data": {
-            "format": "synthetic-if",
-            "synthetic": {"numPrompts": 8, "constraintsPerPrompt": 1, "seed": 0},
-            "maxPromptLength": 360,
-            "maxInstructionLength": 200,
-            "maxResponseLength": 16,
-            "hindsightPromptMargin": 128,
-        },
-        "algorithm": {
-            "groupSize": 2,
-            "trainBatchSize": 2,
-            "miniBatchSize": 2,
-            "totalSteps": steps,
-            "hindsight": {"revision": {"maxTokens": 16}},
-        },
-        "checkpoints": {"saveEverySteps": 1},
-        "metrics": {"port": free_port()},
-    }
+    doc = tiny_job(
+        model,
+        "t",
+        engine=engine,
+        **{"algorithm.totalSteps": steps, "checkpoints.keepLast": 3, "metrics": {"port": free_port()}},
+    )
     path = tmp / f"job-{steps}.yaml"
-    doc = {"apiVersion": "herl.dev/v1alpha1", "kind": "HeRLJob", "metadata": {"name": "t"}, "spec": spec}
     path.write_text(yaml.safe_dump(doc))
     return path
 
