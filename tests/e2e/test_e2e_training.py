@@ -191,3 +191,102 @@ def test_a_verl_job_without_gpus_fails_with_a_classified_reason(
     assert status["gpuHours"] * 3600 == pytest.approx(
         sum(a["gpuSeconds"] for a in status["attempts"]), rel=0.01
     )
+
+
+def _cpu_queue(kube: Kube, namespace: str) -> str:
+    """A ClusterQueue of this test with room for exactly one 1-CPU head, preempting lower priorities."""
+    cq = f"cq-{namespace}"[:63]
+    kube.apply(
+        [
+            {"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "ResourceFlavor", "metadata": {"name": "heads"}},
+            *(
+                {
+                    "apiVersion": "kueue.x-k8s.io/v1beta2",
+                    "kind": "WorkloadPriorityClass",
+                    "metadata": {"name": name},
+                    "value": value,
+                }
+                for name, value in (("low", 10), ("high", 1000))
+            ),
+            {
+                "apiVersion": "kueue.x-k8s.io/v1beta2",
+                "kind": "ClusterQueue",
+                "metadata": {"name": cq},
+                "spec": {
+                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+                    "preemption": {"withinClusterQueue": "LowerPriority"},
+                    "resourceGroups": [
+                        {
+                            "coveredResources": ["cpu", "memory"],
+                            "flavors": [
+                                {
+                                    "name": "heads",
+                                    "resources": [
+                                        {"name": "cpu", "nominalQuota": REAL_HEAD["cpu"]},
+                                        {"name": "memory", "nominalQuota": "16Gi"},
+                                    ],
+                                }
+                            ],
+                        }
+                    ],
+                },
+            },
+            {
+                "apiVersion": "kueue.x-k8s.io/v1beta2",
+                "kind": "LocalQueue",
+                "metadata": {"name": "team", "namespace": namespace},
+                "spec": {"clusterQueue": cq},
+            },
+        ]
+    )
+    return cq
+
+
+def test_kueue_preempts_a_training_job_which_later_resumes_from_its_checkpoint(
+    kube: Kube, operator: OperatorProcess, cluster: DevCluster, namespace: str, tiny_model: Path
+) -> None:
+    """Real Kueue, real heads: a high-priority job preempts a training low-priority one (Kueue
+    suspends its RayJob, KubeRay deletes the cluster, the trainer dies), trains itself, and once it is
+    done the low one is re-admitted on a new cluster and continues from its last checkpoint."""
+    cq = _cpu_queue(kube, namespace)
+    try:
+        claim, volume = checkpoint_claim(kube, cluster, namespace)
+        steps = 40
+        kube.apply(
+            local_job(
+                "low", namespace, tiny_model, claim, steps, queue={"name": "team", "priorityClass": "low"}
+            )
+        )
+        ckpt = wait_for(
+            "the low job training with a checkpoint at step >= 3",
+            lambda: (lambda c: c if c.get("step", 0) >= 3 else None)(
+                kube.status(namespace, "low").get("lastCheckpoint") or {}
+            ),
+            240,
+        )
+        kube.apply(
+            local_job("high", namespace, tiny_model, None, 2, queue={"name": "team", "priorityClass": "high"})
+        )
+        st = wait_for(
+            "the low job preempted to Queued",
+            lambda: (s := kube.status(namespace, "low")).get("phase") == "Queued" and s,
+            120,
+        )
+        assert st["attempts"][0]["result"] == "Suspended", st["attempts"]  # preempted, not failed
+        kube.wait("herljob/high", namespace, "Succeeded", 300)
+        kube.wait("herljob/low", namespace, "Succeeded", 400)
+        st = kube.status(namespace, "low")
+        assert [a["result"] for a in st["attempts"]] == ["Suspended", "Succeeded"], st["attempts"]
+        assert st["progress"]["step"] == steps
+        uid = kube.get("herljob", "low", namespace=namespace)["metadata"]["uid"]
+        folder = checkpoint_folder(volume, namespace, "low", uid)
+        assert metrics_steps(folder) == list(range(1, steps + 1))
+        log = (folder / "train.log").read_text()
+        resumed = [
+            int(line.rsplit("(step ", 1)[1].rstrip(")"))
+            for line in log.splitlines()
+            if "resumed from" in line
+        ]
+        assert len(resumed) == 1 and resumed[0] >= ckpt["step"], (resumed, ckpt)
+    finally:
+        kube.run("delete", "clusterqueue", cq, "--wait=false", check=False)
