@@ -239,6 +239,54 @@ def herljob(name: str, namespace: str, **spec: Any) -> JSON:
     }
 
 
+def kueue_queue(kube: Kube, namespace: str, flavor: str, quota: dict[str, str]) -> str:
+    """A ClusterQueue of one test (its namespace only; ``quota`` per resource on ``flavor``; lower
+    priorities preempted), the priority classes ``low`` and ``high``, and the LocalQueue ``team``.
+    Returns the ClusterQueue's name (cluster-scoped: the test deletes it)."""
+    cq = f"cq-{namespace}"[:63]
+    kube.apply(
+        [
+            {"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "ResourceFlavor", "metadata": {"name": flavor}},
+            *(
+                {
+                    "apiVersion": "kueue.x-k8s.io/v1beta2",
+                    "kind": "WorkloadPriorityClass",
+                    "metadata": {"name": name},
+                    "value": value,
+                }
+                for name, value in (("low", 10), ("high", 1000))
+            ),
+            {
+                "apiVersion": "kueue.x-k8s.io/v1beta2",
+                "kind": "ClusterQueue",
+                "metadata": {"name": cq},
+                "spec": {
+                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+                    "preemption": {"withinClusterQueue": "LowerPriority"},
+                    "resourceGroups": [
+                        {
+                            "coveredResources": list(quota),
+                            "flavors": [
+                                {
+                                    "name": flavor,
+                                    "resources": [{"name": r, "nominalQuota": q} for r, q in quota.items()],
+                                }
+                            ],
+                        }
+                    ],
+                },
+            },
+            {
+                "apiVersion": "kueue.x-k8s.io/v1beta2",
+                "kind": "LocalQueue",
+                "metadata": {"name": "team", "namespace": namespace},
+                "spec": {"clusterQueue": cq},
+            },
+        ]
+    )
+    return cq
+
+
 def condition(obj: JSON | None, ctype: str) -> JSON:
     return next(
         (c for c in ((obj or {}).get("status") or {}).get("conditions") or [] if c["type"] == ctype), {}

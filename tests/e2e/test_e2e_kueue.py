@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from e2e_support import JSON, Kube, OperatorProcess, condition, herljob, wait_for
+from e2e_support import JSON, Kube, OperatorProcess, condition, herljob, kueue_queue, wait_for
 from herl_operator import builders as b
 
 GPUS_IN_QUEUE = 2  # each test job asks for 2 workers × 1 GPU: one job fills the queue
@@ -17,54 +17,8 @@ GPUS_IN_QUEUE = 2  # each test job asks for 2 workers × 1 GPU: one job fills th
 @pytest.fixture()
 def queue(kube: Kube, namespace: str) -> Iterator[str]:
     """A ClusterQueue of this test alone (2 GPUs, preemption of lower priorities) and a LocalQueue."""
-    cq = f"cq-{namespace}"[:63]
-    kube.apply(
-        [
-            {"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "ResourceFlavor", "metadata": {"name": "h100"}},
-            {
-                "apiVersion": "kueue.x-k8s.io/v1beta2",
-                "kind": "WorkloadPriorityClass",
-                "metadata": {"name": "low"},
-                "value": 10,
-            },
-            {
-                "apiVersion": "kueue.x-k8s.io/v1beta2",
-                "kind": "WorkloadPriorityClass",
-                "metadata": {"name": "high"},
-                "value": 1000,
-            },
-            {
-                "apiVersion": "kueue.x-k8s.io/v1beta2",
-                "kind": "ClusterQueue",
-                "metadata": {"name": cq},
-                "spec": {
-                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
-                    "preemption": {"withinClusterQueue": "LowerPriority"},
-                    "resourceGroups": [
-                        {
-                            "coveredResources": ["cpu", "memory", "nvidia.com/gpu"],
-                            "flavors": [
-                                {
-                                    "name": "h100",
-                                    "resources": [
-                                        {"name": "cpu", "nominalQuota": "500"},
-                                        {"name": "memory", "nominalQuota": "4000Gi"},
-                                        {"name": "nvidia.com/gpu", "nominalQuota": str(GPUS_IN_QUEUE)},
-                                    ],
-                                }
-                            ],
-                        }
-                    ],
-                },
-            },
-            {
-                "apiVersion": "kueue.x-k8s.io/v1beta2",
-                "kind": "LocalQueue",
-                "metadata": {"name": "team", "namespace": namespace},
-                "spec": {"clusterQueue": cq},
-            },
-        ]
-    )
+    quota = {"cpu": "500", "memory": "4000Gi", "nvidia.com/gpu": str(GPUS_IN_QUEUE)}
+    cq = kueue_queue(kube, namespace, "h100", quota)
     yield "team"
     kube.run("delete", "clusterqueue", cq, "--wait=false", check=False)
 

@@ -14,14 +14,16 @@ from pathlib import Path
 
 import pytest
 from devcluster import TEST_KUBELET_NODE, DevCluster
-from e2e_support import Kube, OperatorProcess, condition, herljob, wait_for
+from e2e_support import Kube, OperatorProcess, condition, herljob, kueue_queue, wait_for
 from training_support import (
     GPU_TOLERATION,
     REAL_HEAD,
+    checkpoint_at_least,
     checkpoint_claim,
     checkpoint_folder,
     local_job,
     metrics_steps,
+    resume_points,
     running_head,
     trainer_pids,
 )
@@ -89,13 +91,7 @@ def test_local_engine_trains_on_a_real_ray_head(
 
 
 def _kill_trainer_after_checkpoint(kube: Kube, namespace: str, name: str, at_least: int) -> int:
-    ckpt = wait_for(
-        f"a checkpoint at step >= {at_least}",
-        lambda: (lambda c: c if c and c.get("step", 0) >= at_least else None)(
-            kube.status(namespace, name).get("lastCheckpoint")
-        ),
-        240,
-    )
+    ckpt = checkpoint_at_least(kube, namespace, name, at_least)
     pids = wait_for("the trainer process", lambda: trainer_pids(namespace), 30)
     for pid in pids:
         os.kill(pid, signal.SIGKILL)  # what an OOM kill or a node loss does to the driver
@@ -122,9 +118,7 @@ def test_a_killed_trainer_is_retried_and_resumes_from_its_checkpoint(
     assert metrics_steps(folder) == list(range(1, steps + 1))
     log = (folder / "train.log").read_text()
     assert log.count("attempt started") == 2, log[-2000:]
-    resumed = [
-        int(line.rsplit("(step ", 1)[1].rstrip(")")) for line in log.splitlines() if "resumed from" in line
-    ]
+    resumed = resume_points(log)
     assert len(resumed) == 1 and resumed[0] >= killed_at, (resumed, killed_at)
 
 
@@ -136,11 +130,7 @@ def test_a_deleted_head_pod_is_recreated_and_the_trainer_resumes(
     claim, volume = checkpoint_claim(kube, cluster, namespace)
     steps = 30
     kube.apply(local_job("preempt", namespace, tiny_model, claim, steps))
-    wait_for(
-        "a checkpoint at step >= 3",
-        lambda: (kube.status(namespace, "preempt").get("lastCheckpoint") or {}).get("step", 0) >= 3,
-        240,
-    )
+    checkpoint_at_least(kube, namespace, "preempt", 3)
     first = running_head(kube, namespace)
     kube.run("delete", "pod", first["metadata"]["name"], "-n", namespace, "--grace-period=1", "--wait=false")
     kube.wait("herljob/preempt", namespace, "Succeeded", 400)
@@ -193,62 +183,14 @@ def test_a_verl_job_without_gpus_fails_with_a_classified_reason(
     )
 
 
-def _cpu_queue(kube: Kube, namespace: str) -> str:
-    """A ClusterQueue of this test with room for exactly one 1-CPU head, preempting lower priorities."""
-    cq = f"cq-{namespace}"[:63]
-    kube.apply(
-        [
-            {"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "ResourceFlavor", "metadata": {"name": "heads"}},
-            *(
-                {
-                    "apiVersion": "kueue.x-k8s.io/v1beta2",
-                    "kind": "WorkloadPriorityClass",
-                    "metadata": {"name": name},
-                    "value": value,
-                }
-                for name, value in (("low", 10), ("high", 1000))
-            ),
-            {
-                "apiVersion": "kueue.x-k8s.io/v1beta2",
-                "kind": "ClusterQueue",
-                "metadata": {"name": cq},
-                "spec": {
-                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
-                    "preemption": {"withinClusterQueue": "LowerPriority"},
-                    "resourceGroups": [
-                        {
-                            "coveredResources": ["cpu", "memory"],
-                            "flavors": [
-                                {
-                                    "name": "heads",
-                                    "resources": [
-                                        {"name": "cpu", "nominalQuota": REAL_HEAD["cpu"]},
-                                        {"name": "memory", "nominalQuota": "16Gi"},
-                                    ],
-                                }
-                            ],
-                        }
-                    ],
-                },
-            },
-            {
-                "apiVersion": "kueue.x-k8s.io/v1beta2",
-                "kind": "LocalQueue",
-                "metadata": {"name": "team", "namespace": namespace},
-                "spec": {"clusterQueue": cq},
-            },
-        ]
-    )
-    return cq
-
-
 def test_kueue_preempts_a_training_job_which_later_resumes_from_its_checkpoint(
     kube: Kube, operator: OperatorProcess, cluster: DevCluster, namespace: str, tiny_model: Path
 ) -> None:
     """Real Kueue, real heads: a high-priority job preempts a training low-priority one (Kueue
     suspends its RayJob, KubeRay deletes the cluster, the trainer dies), trains itself, and once it is
     done the low one is re-admitted on a new cluster and continues from its last checkpoint."""
-    cq = _cpu_queue(kube, namespace)
+    # Room for exactly one 1-CPU head.
+    cq = kueue_queue(kube, namespace, "heads", {"cpu": REAL_HEAD["cpu"], "memory": "16Gi"})
     try:
         claim, volume = checkpoint_claim(kube, cluster, namespace)
         steps = 40
@@ -257,13 +199,7 @@ def test_kueue_preempts_a_training_job_which_later_resumes_from_its_checkpoint(
                 "low", namespace, tiny_model, claim, steps, queue={"name": "team", "priorityClass": "low"}
             )
         )
-        ckpt = wait_for(
-            "the low job training with a checkpoint at step >= 3",
-            lambda: (lambda c: c if c.get("step", 0) >= 3 else None)(
-                kube.status(namespace, "low").get("lastCheckpoint") or {}
-            ),
-            240,
-        )
+        ckpt = checkpoint_at_least(kube, namespace, "low", 3)
         kube.apply(
             local_job("high", namespace, tiny_model, None, 2, queue={"name": "team", "priorityClass": "high"})
         )
@@ -282,11 +218,7 @@ def test_kueue_preempts_a_training_job_which_later_resumes_from_its_checkpoint(
         folder = checkpoint_folder(volume, namespace, "low", uid)
         assert metrics_steps(folder) == list(range(1, steps + 1))
         log = (folder / "train.log").read_text()
-        resumed = [
-            int(line.rsplit("(step ", 1)[1].rstrip(")"))
-            for line in log.splitlines()
-            if "resumed from" in line
-        ]
+        resumed = resume_points(log)
         assert len(resumed) == 1 and resumed[0] >= ckpt["step"], (resumed, ckpt)
     finally:
         kube.run("delete", "clusterqueue", cq, "--wait=false", check=False)

@@ -106,6 +106,23 @@ def running_head(kube: Kube, namespace: str, timeout: float = 180) -> JSON:
     return wait_for(f"a Ready Ray head on {TEST_KUBELET_NODE} in {namespace}", ready, timeout)
 
 
+def checkpoint_at_least(kube: Kube, namespace: str, name: str, step: int, timeout: float = 240) -> JSON:
+    """Wait until the operator reports a checkpoint at ``step`` or later; returns status.lastCheckpoint."""
+
+    def seen() -> JSON | None:
+        ckpt = kube.status(namespace, name).get("lastCheckpoint") or {}
+        return ckpt if ckpt.get("step", 0) >= step else None
+
+    return wait_for(f"{name}: a checkpoint at step >= {step}", seen, timeout)
+
+
+def resume_points(log: str) -> list[int]:
+    """The step each attempt resumed from, read from the local engine's train.log."""
+    return [
+        int(line.rsplit("(step ", 1)[1].rstrip(")")) for line in log.splitlines() if "resumed from" in line
+    ]
+
+
 def trainer_pids(namespace: str) -> list[int]:
     """Host pids of trainer processes of HeRLJobs in ``namespace`` (the pods' PID namespaces are
     nested in ours, so /proc shows them; the env names the job's namespace)."""

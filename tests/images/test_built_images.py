@@ -16,6 +16,7 @@ import yaml
 from image_support import REPO, Container, image_config
 
 from herl import chart, images
+from herl.engine.tiny import tiny_job
 
 PYPROJECT_SOURCE = "https://github.com/herl-dev/herl"
 SHELLS = {"sh", "bash", "/bin/sh", "/bin/bash", "/usr/bin/sh", "/usr/bin/bash"}
@@ -99,32 +100,22 @@ def test_trainer_cpu_image_validates_the_local_sample(
     assert res.returncode != 0 and "noSuchField" in res.stdout + res.stderr, res.stdout + res.stderr
 
 
-def tiny_job(model: str) -> dict:
+def smoke_job(model: str) -> dict:
     """One local-engine step on the tiny model: synthetic IF prompts scored by the real checkers."""
-    spec = {
-        "model": {"path": model, "dtype": "float32"},
-        "data": {
-            "format": "synthetic-if",
-            "synthetic": {"numPrompts": 4, "constraintsPerPrompt": 2, "seed": 0},
-            "maxPromptLength": 512,
-            "maxInstructionLength": 200,
-            "maxResponseLength": 8,
-            "hindsightPromptMargin": 64,
+    return tiny_job(
+        model,
+        "smoke",
+        **{
+            "data.synthetic": {"numPrompts": 4, "constraintsPerPrompt": 2, "seed": 0},
+            "data.maxResponseLength": 8,
+            "algorithm.groupSize": 2,
+            "algorithm.microBatchSizePerGpu": 2,
+            "algorithm.totalSteps": 1,
+            "algorithm.seed": 0,
+            "algorithm.hindsight": {"enabled": True, "revision": {"maxTokens": 8}},
+            "checkpoints": {"saveEverySteps": 1},
         },
-        "reward": {"instructionFollowing": {"workers": 1}},
-        "algorithm": {
-            "groupSize": 2,
-            "trainBatchSize": 2,
-            "miniBatchSize": 1,
-            "microBatchSizePerGpu": 2,
-            "totalSteps": 1,
-            "seed": 0,
-            "hindsight": {"enabled": True, "revision": {"maxTokens": 8}},
-        },
-        "checkpoints": {"saveEverySteps": 1},
-        "metrics": {"enabled": False},
-    }
-    return {"apiVersion": "herl.dev/v1alpha1", "kind": "HeRLJob", "metadata": {"name": "smoke"}, "spec": spec}
+    )
 
 
 def test_trainer_cpu_image_trains_one_step_offline(trainer_cpu_container: Container, tmp_path: Path) -> None:
@@ -132,7 +123,7 @@ def test_trainer_cpu_image_trains_one_step_offline(trainer_cpu_container: Contai
     mounted folder owned by the image's user, as a volume would be in a pod."""
     work = tmp_path / "work"
     work.mkdir()
-    (work / "job.yaml").write_text(yaml.safe_dump(tiny_job("/work/model")))
+    (work / "job.yaml").write_text(yaml.safe_dump(smoke_job("/work/model")))
     shutil.chown(work, 10001, 10001)
     offline = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PIP_NO_INDEX": "1", "HOME": "/work"}
     volume = [f"{work}:/work"]

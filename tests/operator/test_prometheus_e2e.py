@@ -24,7 +24,7 @@ from op_helpers import eventually, running_operator, sample
 from prometheus_client.parser import text_string_to_metric_families
 
 from herl.api.validate import validate_document
-from herl.engine.tiny import build_tiny_model_dir
+from herl.engine.tiny import build_tiny_model_dir, tiny_job
 from herl.engine.trainer import LocalTrainer
 from herl.metrics import alerts, verify
 from herl.metrics import dashboards as dash
@@ -45,35 +45,21 @@ NEEDS_OTHER_SOURCE = {
 
 
 def _local_job(model: Path) -> Any:
-    doc = {
-        "apiVersion": "herl.dev/v1alpha1",
-        "kind": "HeRLJob",
-        # The cluster job's name and namespace: the series carry the labels a RayJob's trainer would.
-        "metadata": {"name": NAME, "namespace": NS},
-        "spec": {
-            "model": {"path": str(model), "dtype": "float32"},
-            "data": {
-                "format": "synthetic-if",
-                "synthetic": {"numPrompts": 8, "seed": 0},
-                "maxPromptLength": 512,
-                "maxInstructionLength": 200,
-                "maxResponseLength": 12,
-                "hindsightPromptMargin": 64,
-            },
-            "reward": {"instructionFollowing": {"workers": 1}},
-            "algorithm": {
-                "groupSize": 4,
-                "trainBatchSize": 2,
-                "miniBatchSize": 2,
-                "learningRate": 1e-3,
-                "totalSteps": STEPS,
-                "seed": 3,
-                "klLoss": {"coef": 0.001},
-                "hindsight": {"revision": {"maxTokens": 12}},
-            },
+    # The cluster job's name and namespace: the series carry the labels a RayJob's trainer would.
+    doc = tiny_job(
+        model,
+        NAME,
+        **{
+            "data.synthetic": {"numPrompts": 8, "seed": 0},
+            "algorithm.miniBatchSize": 2,
+            "algorithm.totalSteps": STEPS,
+            "algorithm.klLoss": {"coef": 0.001},
+            "algorithm.hindsight": {"revision": {"maxTokens": 12}},
             "checkpoints": {"saveEverySteps": 2},
+            "metrics": {"enabled": True},
         },
-    }
+    )
+    doc["metadata"]["namespace"] = NS
     job, findings = validate_document(doc)
     assert job is not None, findings
     return job
